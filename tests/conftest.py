@@ -1,0 +1,53 @@
+"""Fixtures for the real-Slony test bed, and a suite-wide check that nothing outlives the run."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from slonybed import SlonyBed
+from slonybed.bed import TEMP_PREFIX
+from slonybed.pidreuse import attempt_log, can_force_pids
+from slonybed.processes import ProcessLedger
+
+
+def _bed_dirs() -> set[Path]:
+    return set(Path("/tmp").glob(f"{TEMP_PREFIX}*"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_outlives_the_suite() -> Iterator[None]:
+    """Fail the run if any process or bed directory started by the suite is still there at the
+    end, even one that a single bed's own check could not see."""
+    dirs_before = _bed_dirs()
+    ledger = ProcessLedger(marker=TEMP_PREFIX)
+    yield
+    left = [f"process {s}" for s in ledger.wait_for_none()]
+    left += [f"directory {d}" for d in sorted(_bed_dirs() - dirs_before)]
+    assert not left, "the test run left these behind:\n" + "\n".join(left)
+
+
+@pytest.fixture
+def bed() -> Iterator[SlonyBed]:
+    """A two-node bed: two PostgreSQL servers with the Slony cluster not built yet."""
+    with SlonyBed(nodes=2) as b:
+        yield b
+
+
+requires_pid_control = pytest.mark.skipif(
+    os.geteuid() != 0 or not can_force_pids(),
+    reason="forcing PID reuse needs root (writes /proc/sys/kernel/ns_last_pid)",
+)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if attempt_log:
+        retried = sum(1 for a in attempt_log if a > 1)
+        terminalreporter.write_line(
+            f"PID reuse: {len(attempt_log)} claims, {retried} needed a retry, "
+            f"attempts max {max(attempt_log)}, mean {statistics.mean(attempt_log):.2f}"
+        )

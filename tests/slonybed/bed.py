@@ -1,0 +1,168 @@
+"""The test bed: N PostgreSQL servers with a Slony cluster over them, torn down without a trace."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .pidreuse import BackendHolder, SleepHolder
+from .postgres import PostgresServer, make_template
+from .processes import ProcessLedger, server_account
+from .slony import Slon, SlonyCluster
+
+TEMP_PREFIX = "slony-nodelock-bed-"
+
+
+class BedLeftovers(AssertionError):
+    """Something the bed started, or a directory it made, outlived the teardown."""
+
+
+class SlonyBed:
+    """Context manager owning everything a scenario starts.
+
+    On exit it stops slons, holders and servers, removes its directory, and then fails if any
+    process it started is still alive or the directory is still there.
+    """
+
+    def __init__(self, nodes: int = 2, cluster: str = "bed", keep: bool = False,
+                 exit_grace: float = 15.0):
+        """exit_grace: how long teardown waits for stopped processes to be gone before it
+        declares them survivors."""
+        self.node_count = nodes
+        self.exit_grace = exit_grace
+        self.cluster_name = cluster
+        self.keep = keep
+        self.root: Path | None = None
+        self.cluster: SlonyCluster | None = None
+        self.holders: list[SleepHolder | BackendHolder] = []
+        self.ledger: ProcessLedger | None = None
+        self.slons: dict[int, Slon] = {}
+
+    def __enter__(self) -> "SlonyBed":
+        # /tmp rather than pytest's tmp_path: the postgres account must be able to reach it.
+        self.root = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir="/tmp"))
+        self.ledger = ProcessLedger(marker=str(self.root))
+        try:
+            self.root.chmod(0o755)
+            account = server_account()
+            shutil.chown(self.root, account.pw_uid, account.pw_gid)
+            nodes = {}
+            if self.node_count:
+                template = make_template(self.root)
+                nodes = {
+                    n: PostgresServer.create(f"node{n}", self.root, template)
+                    for n in range(1, self.node_count + 1)
+                }
+                shutil.rmtree(template)
+            self.cluster = SlonyCluster(self.cluster_name, nodes, self.root)
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.keep:
+            self.teardown()
+
+    # -- building --------------------------------------------------------------------------------
+
+    def node(self, node_id: int) -> PostgresServer:
+        assert self.cluster is not None
+        return self.cluster.node(node_id)
+
+    def build_replicating(self) -> dict[int, Slon]:
+        """Build the cluster, start one slon per node, subscribe, and prove a row replicates."""
+        assert self.cluster is not None
+        self.cluster.build()
+        self.slons = {n: self.cluster.start_slon(n) for n in self.cluster.nodes}
+        self.cluster.subscribe()
+        for n in self.cluster.nodes:
+            if n != 1:
+                self.cluster.assert_replicates(1, n)
+        return self.slons
+
+    def reboot_host_of(self, node_id: int, reuse_pid: Callable[[int], object] | None = None) -> int:
+        """What a power cut on the host that runs node_id's server and every slon looks like:
+        the slons die, the server crash-restarts, and the other nodes' slons come back (as their
+        supervisor would start them). node_id's slon is left for the caller to start.
+
+        reuse_pid, if given, is called with the stale PID right after the server is back and
+        before anything else starts, so that it can put a holder on the PID (see put_sleep_on
+        and put_backend_on).
+
+        Returns the PID left in node_id's sl_nodelock row, which now belongs to no process.
+        A remote slon could ride out the crash too, but it waits a minute before reconnecting,
+        which would make every scenario a minute slower.
+        """
+        assert self.cluster is not None
+        stale = self.cluster.own_lock_pid(node_id)
+        assert stale is not None, f"node {node_id}'s slon holds no lock to leave behind"
+        for slon in self.slons.values():
+            slon.stop()
+        self.node(node_id).crash_restart()
+        assert self.cluster.own_lock_pid(node_id) == stale, "the lock row did not survive"
+        if reuse_pid is not None:
+            reuse_pid(stale)
+        self.slons = {n: self.cluster.start_slon(n) for n in self.cluster.nodes if n != node_id}
+        return stale
+
+    def start_slon(self, node_id: int) -> Slon:
+        """Start a slon for node_id; it becomes the node's current slon in self.slons."""
+        assert self.cluster is not None
+        self.slons[node_id] = self.cluster.start_slon(node_id)
+        return self.slons[node_id]
+
+    # -- PID reuse -------------------------------------------------------------------------------
+
+    def put_sleep_on(self, pid: int) -> SleepHolder:
+        assert self.root is not None
+        holder = SleepHolder.claim(pid, cwd=self.root)
+        self.holders.append(holder)
+        return holder
+
+    def put_backend_on(self, node_id: int, pid: int, application_name: str) -> BackendHolder:
+        holder = BackendHolder.open(self.node(node_id), application_name)
+        self.holders.append(holder)
+        return holder.claim(pid)
+
+    def write_stop_script(self) -> Path:
+        """For a kept bed: a script that stops everything the bed started and removes its
+        directory, the same steps as teardown."""
+        assert self.root is not None and self.cluster is not None
+        lines = ["#!/bin/sh", "# Stops the kept slony-nodelock bed and removes its directory."]
+        sessions = [s.process for s in self.cluster.slons] + [
+            h.process if isinstance(h, SleepHolder) else h.psql for h in self.holders
+        ]
+        lines += [f"kill -TERM -{p.pid}" for p in sessions if p.session_alive()]
+        for server in self.cluster.nodes.values():
+            lines.append(f"runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D {server.datadir} -m fast stop")
+        lines.append(f"rm -rf {self.root}")
+        script = self.root / "stop.sh"
+        script.write_text("\n".join(lines) + "\n")
+        script.chmod(0o755)
+        return script
+
+    # -- teardown --------------------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        problems: list[str] = []
+        if self.cluster is not None:
+            self.cluster.stop_all_slons()
+        for holder in self.holders:
+            holder.release()
+        if self.cluster is not None:
+            for server in self.cluster.nodes.values():
+                try:
+                    server.stop()
+                except Exception as exc:  # keep tearing down the rest; report at the end
+                    problems.append(f"{server.name} did not stop: {exc}")
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            if self.root.exists():
+                problems.append(f"directory {self.root} is still there")
+        if self.ledger is not None:
+            problems += [f"survived teardown: {s}" for s in self.ledger.wait_for_none(self.exit_grace)]
+        if problems:
+            raise BedLeftovers("\n".join(problems))

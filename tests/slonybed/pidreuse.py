@@ -1,0 +1,135 @@
+"""Putting a chosen process on a chosen PID, the way a reboot hands an old PID to a new process.
+
+Linux gives the next fork the PID after /proc/sys/kernel/ns_last_pid. Root may write that file, so
+writing N-1 just before a fork makes the fork get N, unless some other fork on the machine gets
+there first; then we let the stray holder go and try again.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from .postgres import PostgresServer
+from .processes import SessionProcess
+
+NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
+MAX_ATTEMPTS = 50
+
+# Attempts each successful claim needed, for the suite's closing summary.
+attempt_log: list[int] = []
+
+
+class PidBusy(RuntimeError):
+    """The PID to claim belongs to a live process already, so no fork can get it."""
+
+
+def _pid_in_use(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def _prepare_next_fork(pid: int) -> None:
+    if _pid_in_use(pid):
+        raise PidBusy(f"pid {pid} is already in use: {Path(f'/proc/{pid}/cmdline').read_bytes()!r}")
+    NS_LAST_PID.write_text(str(pid - 1))
+
+
+def can_force_pids() -> bool:
+    try:
+        NS_LAST_PID.write_text(NS_LAST_PID.read_text().strip())
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class SleepHolder:
+    """A process owned by the server account that is not PostgreSQL: what a log collector such as
+    svlogd looks like to kill(pid, 0)."""
+
+    process: SessionProcess
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @classmethod
+    def claim(cls, pid: int, cwd: Path) -> "SleepHolder":
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            _prepare_next_fork(pid)
+            process = SessionProcess.start(["sleep", "infinity"], cwd=cwd)
+            if process.pid == pid:
+                attempt_log.append(attempt)
+                return cls(process)
+            process.kill_session()
+        raise RuntimeError(f"could not get pid {pid} in {MAX_ATTEMPTS} attempts")
+
+    def release(self) -> None:
+        self.process.kill_session()
+
+
+@dataclass
+class BackendHolder:
+    """A client backend of the node's server on a chosen PID, with a chosen application_name.
+
+    Only the postmaster can fork a backend, so we keep one psql running and make it \\connect:
+    the postmaster's fork for the new connection is the one that takes the prepared PID.
+    """
+
+    server: PostgresServer
+    psql: SessionProcess
+    watch: psycopg.Connection
+    application_name: str
+    pid: int | None = None
+    _seen: set[int] = field(default_factory=set)
+
+    @classmethod
+    def open(cls, server: PostgresServer, application_name: str) -> "BackendHolder":
+        psql = SessionProcess.start(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+             server.conninfo(application_name="slonybed.holder-idle")],
+            cwd=server.home, log_path=server.home / "holder-psql.log", stdin=subprocess.PIPE,
+        )
+        # One connection opened up front to watch for the new backend: connecting anew on every
+        # poll would make the postmaster fork, and that fork could take the prepared PID.
+        return cls(server, psql, server.connect(), application_name)
+
+    def _send(self, line: str) -> None:
+        assert self.psql.popen.stdin is not None
+        self.psql.popen.stdin.write(line.encode() + b"\n")
+        self.psql.popen.stdin.flush()
+
+    def _new_backend_pid(self, timeout: float = 10) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = self.watch.execute(
+                "select pid from pg_catalog.pg_stat_activity where application_name = %s",
+                (self.application_name,),
+            ).fetchall()
+            fresh = [pid for (pid,) in rows if pid not in self._seen]
+            if fresh:
+                self._seen.add(fresh[0])
+                return fresh[0]
+            if not self.psql.session_alive():
+                raise RuntimeError(f"holder psql exited:\n{self.psql.log_text()}")
+            time.sleep(0.02)
+        raise RuntimeError(f"psql made no backend named {self.application_name!r} in {timeout}s")
+
+    def claim(self, pid: int) -> "BackendHolder":
+        target = self.server.conninfo(application_name=self.application_name)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            _prepare_next_fork(pid)
+            self._send(f"\\connect '{target}'")
+            if self._new_backend_pid() == pid:
+                self.pid = pid
+                attempt_log.append(attempt)
+                return self
+        raise RuntimeError(f"could not get pid {pid} in {MAX_ATTEMPTS} attempts")
+
+    def release(self) -> None:
+        self.watch.close()
+        self.psql.kill_session()

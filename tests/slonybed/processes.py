@@ -1,0 +1,204 @@
+"""Starting processes as the postgres OS user, in sessions we can kill whole, and proving none survive."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVER_USER = "postgres"
+
+
+def server_account() -> pwd.struct_passwd:
+    """The OS account every bed process runs as: postgres when we are root, else ourselves."""
+    if os.geteuid() == 0:
+        return pwd.getpwnam(SERVER_USER)
+    return pwd.getpwuid(os.geteuid())
+
+
+def as_server_user() -> dict:
+    """Popen keyword arguments that drop root to the postgres account in the forked child.
+
+    Dropping privileges inside the child (rather than through runuser) keeps the fork count at one,
+    which is what lets a PID-reuse holder land exactly on the PID we prepared.
+    """
+    account = server_account()
+    env = {
+        "PATH": "/usr/lib/postgresql/15/bin:/usr/bin:/bin",
+        "HOME": account.pw_dir,
+        "USER": account.pw_name,
+        "LOGNAME": account.pw_name,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+    }
+    kwargs: dict = {"env": env}
+    if os.geteuid() == 0:
+        kwargs.update(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
+    return kwargs
+
+
+def run(
+    argv: list[str], *, cwd: Path, input: str | None = None, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run a short-lived command as the server user and return its captured output."""
+    result = subprocess.run(
+        argv, cwd=cwd, input=input, capture_output=True, text=True, timeout=timeout,
+        **as_server_user(),
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(
+            f"{argv[0]} exited with {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+@dataclass
+class SessionProcess:
+    """A long-running command started as the leader of its own session (setsid).
+
+    slon forks a worker and the worker opens connections; killing the whole session is the only
+    way to be sure nothing it started is left behind.
+    """
+
+    popen: subprocess.Popen
+    log_path: Path | None = None
+
+    @classmethod
+    def start(
+        cls, argv: list[str], *, cwd: Path, log_path: Path | None = None, stdin=subprocess.DEVNULL
+    ) -> "SessionProcess":
+        log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        try:
+            popen = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                stdin=stdin,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **as_server_user(),
+            )
+        finally:
+            if log_path:
+                log.close()
+        return cls(popen, log_path)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def session_alive(self) -> bool:
+        """True while any process of the session (leader or a child it forked) is alive."""
+        self.popen.poll()
+        try:
+            os.killpg(self.popen.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait for the leader to exit; return its exit code, or None if it is still running."""
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill_session(self, grace: float = 5.0) -> None:
+        """SIGTERM the whole session, then SIGKILL whatever is left, and reap the leader."""
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(self.popen.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while self.session_alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not self.session_alive():
+                break
+        self.popen.poll()
+        if self.popen.returncode is None:
+            self.popen.wait(timeout=10)
+        if self.popen.stdin:
+            self.popen.stdin.close()
+
+
+def _ticks_now() -> int:
+    with open("/proc/uptime") as f:
+        return int(float(f.read().split()[0]) * os.sysconf("SC_CLK_TCK"))
+
+
+@dataclass(frozen=True)
+class Survivor:
+    pid: int
+    user: str
+    args: str
+
+    def __str__(self) -> str:
+        return f"pid {self.pid} ({self.user}): {self.args}"
+
+
+def _process_info(pid: int) -> tuple[int, int, str] | None:
+    """(uid, start ticks, command line) of a live process, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        uid = Path(f"/proc/{pid}").stat().st_uid
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name in field 2 may contain spaces; fields after the closing paren are fixed.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    start_ticks = int(fields[19])
+    args = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+    if not args:
+        args = stat[stat.index("(") + 1 : stat.rindex(")")]
+    return uid, start_ticks, args
+
+
+def command_line(pid: int) -> str:
+    """The command line of a live process, for messages."""
+    info = _process_info(pid)
+    return info[2] if info else "(no such process)"
+
+
+@dataclass
+class ProcessLedger:
+    """Remembers when the bed started, so that it can name every server-user process started since.
+
+    Everything the bed starts runs as the server account, so a process of that account born after
+    the ledger opened, or one whose command line names the bed's directory, is ours.
+    """
+
+    marker: str
+    started_ticks: int = field(default_factory=_ticks_now)
+
+    def survivors(self) -> list[Survivor]:
+        account = server_account()
+        me = os.getpid()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == me:
+                continue
+            info = _process_info(int(entry.name))
+            if info is None:
+                continue
+            uid, start_ticks, args = info
+            ours = (uid == account.pw_uid and start_ticks >= self.started_ticks) or self.marker in args
+            if ours:
+                found.append(Survivor(int(entry.name), pwd.getpwuid(uid).pw_name, args))
+        return found
+
+    def wait_for_none(self, timeout: float = 15.0) -> list[Survivor]:
+        """Survivors still present after waiting up to timeout for exiting processes to go."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self.survivors()
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.2)

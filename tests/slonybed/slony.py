@@ -1,0 +1,167 @@
+"""A real Slony-I cluster over PostgresServer nodes: slonik to build it, slon daemons to run it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from psycopg import sql
+
+from .postgres import PostgresServer
+from .processes import SessionProcess, run
+
+TABLE = "public.replicated"
+TABLE_DDL = "create table public.replicated (id serial primary key, note text not null)"
+
+# Short sync intervals so that a row replicates within a second or two instead of ten.
+SLON_OPTIONS = ["-s", "200", "-t", "1000"]
+
+DUPLICATE_LOCK = 'duplicate key value violates unique constraint "sl_nodelock-pkey"'
+
+
+class SlonikError(RuntimeError):
+    pass
+
+
+@dataclass
+class Slon:
+    """One slon daemon for one node, in its own session."""
+
+    node_id: int
+    process: SessionProcess
+
+    @property
+    def log(self) -> str:
+        return self.process.log_text()
+
+    def alive(self) -> bool:
+        return self.process.session_alive()
+
+    def wait_exit(self, timeout: float = 30) -> int | None:
+        code = self.process.wait_exit(timeout)
+        if code is None:
+            return None
+        # The leader is the watchdog; its worker may still be on its way out.
+        deadline = time.monotonic() + 10
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return code
+
+    def stop(self) -> None:
+        self.process.kill_session()
+
+
+@dataclass
+class SlonyCluster:
+    name: str
+    nodes: dict[int, PostgresServer]
+    workdir: Path
+    slons: list[Slon] = field(default_factory=list)
+
+    @property
+    def schema(self) -> str:
+        return f"_{self.name}"
+
+    def node(self, node_id: int) -> PostgresServer:
+        return self.nodes[node_id]
+
+    def slonik(self, body: str, timeout: float = 180) -> str:
+        """Run a slonik script with the cluster preamble; raise with slonik's output on failure."""
+        preamble = [f"cluster name = {self.name};"]
+        for node_id, server in self.nodes.items():
+            conninfo = server.conninfo()
+            assert "'" not in conninfo, conninfo
+            preamble.append(f"node {node_id} admin conninfo = '{conninfo}';")
+        script = "\n".join(preamble) + "\n" + body + "\n"
+        result = run(["slonik"], cwd=self.workdir, input=script, timeout=timeout, check=False)
+        if result.returncode != 0:
+            raise SlonikError(f"slonik failed ({result.returncode}):\n{script}\n{result.stdout}{result.stderr}")
+        return result.stdout + result.stderr
+
+    def build(self, origin: int = 1) -> None:
+        """init cluster, store nodes and paths both ways, and a set with one table on the origin."""
+        for server in self.nodes.values():
+            server.query(TABLE_DDL)
+        others = [n for n in self.nodes if n != origin]
+        lines = [f"init cluster (id = {origin}, comment = 'node {origin}');"]
+        lines += [f"store node (id = {n}, comment = 'node {n}', event node = {origin});" for n in others]
+        for a in self.nodes:
+            for b in self.nodes:
+                if a != b:
+                    lines.append(
+                        f"store path (server = {a}, client = {b}, conninfo = '{self.nodes[a].conninfo()}');"
+                    )
+        lines += [
+            f"create set (id = 1, origin = {origin}, comment = 'bed set');",
+            f"set add table (set id = 1, origin = {origin}, id = 1, "
+            f"fully qualified name = '{TABLE}', comment = 'replicated');",
+        ]
+        self.slonik("\n".join(lines))
+
+    def subscribe(self, origin: int = 1, timeout: int = 120) -> None:
+        """Subscribe every other node to the set; needs the slons running. Returns once slonik's
+        wait for event has seen every node confirm."""
+        lines = [
+            f"subscribe set (id = 1, provider = {origin}, receiver = {n}, forward = no);"
+            for n in self.nodes if n != origin
+        ]
+        lines += [
+            f"sync (id = {origin});",
+            f"wait for event (origin = {origin}, confirmed = all, wait on = {origin}, timeout = {timeout});",
+        ]
+        self.slonik("\n".join(lines), timeout=timeout + 30)
+
+    def start_slon(self, node_id: int) -> Slon:
+        server = self.nodes[node_id]
+        log_path = server.home / f"slon-{node_id}-{len(self.slons)}.log"
+        process = SessionProcess.start(
+            ["slon", *SLON_OPTIONS, self.name, server.conninfo()], cwd=server.home, log_path=log_path
+        )
+        slon = Slon(node_id, process)
+        self.slons.append(slon)
+        return slon
+
+    def stop_all_slons(self) -> None:
+        for slon in self.slons:
+            slon.stop()
+
+    def lock_rows(self, node_id: int) -> list[tuple[int, int, int]]:
+        """(nl_nodeid, nl_conncnt, nl_backendpid) of node_id's sl_nodelock."""
+        return self.node(node_id).query(
+            sql.SQL("select nl_nodeid, nl_conncnt, nl_backendpid from {}.sl_nodelock order by 1, 2")
+            .format(sql.Identifier(self.schema))
+        )
+
+    def own_lock_pid(self, node_id: int) -> int | None:
+        """The PID in the node's own slon lock row (nl_conncnt = 0), if there is one."""
+        rows = [r for r in self.lock_rows(node_id) if r[0] == node_id and r[1] == 0]
+        return rows[0][2] if rows else None
+
+    def wait_slon_holds_lock(self, slon: Slon, timeout: float = 30) -> int:
+        """Wait until slon's local_listen backend holds the node's lock row; return its PID."""
+        server = self.node(slon.node_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not slon.alive():
+                raise AssertionError(f"slon for node {slon.node_id} exited:\n{slon.log}")
+            pid = self.own_lock_pid(slon.node_id)
+            if pid is not None and server.query(
+                "select 1 from pg_catalog.pg_stat_activity "
+                "where pid = %s and application_name = 'slon.local_listen'", (pid,)
+            ):
+                return pid
+            time.sleep(0.1)
+        raise AssertionError(f"slon for node {slon.node_id} took no lock in {timeout}s:\n{slon.log}")
+
+    def assert_replicates(self, origin: int, subscriber: int, timeout: float = 60) -> str:
+        """Insert a row on origin and return once subscriber has it; fail after timeout."""
+        note = f"probe-{uuid.uuid4()}"
+        self.node(origin).query(f"insert into {TABLE} (note) values (%s)", (note,))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.node(subscriber).query(f"select 1 from {TABLE} where note = %s", (note,)):
+                return note
+            time.sleep(0.2)
+        raise AssertionError(f"row {note!r} did not reach node {subscriber} within {timeout}s")
