@@ -8,11 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .pidreuse import BackendHolder, SleepHolder
-from .postgres import PostgresServer, make_template
+from .postgres import TEMPLATE_DIR, PostgresServer, make_template
 from .processes import ProcessLedger, server_account
 from .slony import Slon, SlonyCluster
 
 TEMP_PREFIX = "slony-nodelock-bed-"
+REPO = Path(__file__).resolve().parents[2]
+INSTALL_SQL = REPO / "sql" / "install.sql"
+UNINSTALL_SQL = REPO / "sql" / "uninstall.sql"
 
 
 class BedLeftovers(AssertionError):
@@ -48,15 +51,9 @@ class SlonyBed:
             self.root.chmod(0o755)
             account = server_account()
             shutil.chown(self.root, account.pw_uid, account.pw_gid)
-            nodes = {}
-            if self.node_count:
-                template = make_template(self.root)
-                nodes = {
-                    n: PostgresServer.create(f"node{n}", self.root, template)
-                    for n in range(1, self.node_count + 1)
-                }
-                shutil.rmtree(template)
-            self.cluster = SlonyCluster(self.cluster_name, nodes, self.root)
+            self.cluster = SlonyCluster(self.cluster_name, {}, self.root)
+            for n in range(1, self.node_count + 1):
+                self.add_server(n)
         except BaseException:
             self.teardown()
             raise
@@ -67,6 +64,32 @@ class SlonyBed:
             self.teardown()
 
     # -- building --------------------------------------------------------------------------------
+
+    def add_server(self, node_id: int, hidden_extensions: tuple[str, ...] = ()) -> PostgresServer:
+        """Start one more server (node_id names it; slonik only sees it if the cluster is built
+        after). hidden_extensions: see PostgresServer.create."""
+        assert self.root is not None and self.cluster is not None
+        template = self.root / TEMPLATE_DIR
+        if not template.exists():
+            template = make_template(self.root)
+        server = PostgresServer.create(f"node{node_id}", self.root, template, hidden_extensions)
+        self.cluster.nodes[node_id] = server
+        return server
+
+    def install_fix(self, node_id: int) -> str:
+        """Run sql/install.sql on the node with psql, as an operator would; return psql's output."""
+        return self._run_script(node_id, INSTALL_SQL)
+
+    def uninstall_fix(self, node_id: int) -> str:
+        return self._run_script(node_id, UNINSTALL_SQL)
+
+    def _run_script(self, node_id: int, path: Path) -> str:
+        result = self.node(node_id).psql_file(path)
+        if result.returncode != 0:
+            raise AssertionError(f"{path.name} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+        return result.stdout + result.stderr
+
+    # -- the scenario steps ---------------------------------------------------------------------
 
     def node(self, node_id: int) -> PostgresServer:
         assert self.cluster is not None

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import shutil
 import socket
-from dataclasses import dataclass
+import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -20,7 +21,9 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from .processes import run, server_account
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+EXTENSION_DIR = Path("/usr/share/postgresql/15/extension")
 DATABASE = "slony_test"
+TEMPLATE_DIR = "template-data"
 
 # Settings that make the servers private to the bed and quick to start and stop.
 SERVER_SETTINGS = {
@@ -45,7 +48,7 @@ def free_port() -> int:
 
 def make_template(directory: Path) -> Path:
     """initdb once per bed; every node's data directory is a copy of it, which is much faster."""
-    datadir = directory / "template-data"
+    datadir = directory / TEMPLATE_DIR
     run(
         [str(PG_BIN / "initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust",
          "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"],
@@ -61,6 +64,8 @@ class PostgresServer:
     name: str
     home: Path
     port: int
+    # Prefix for every pg_ctl command line; see hide_extensions.
+    launcher: list[str] = field(default_factory=list)
 
     @property
     def datadir(self) -> Path:
@@ -75,7 +80,10 @@ class PostgresServer:
         return self.home / "postgres.log"
 
     @classmethod
-    def create(cls, name: str, parent: Path, template: Path) -> "PostgresServer":
+    def create(cls, name: str, parent: Path, template: Path,
+               hidden_extensions: tuple[str, ...] = ()) -> "PostgresServer":
+        """A started server with the bed's database. hidden_extensions: extension names this
+        server must not find, as on a host where their Debian package is not installed."""
         home = parent / name
         server = cls(name, home, free_port())
         # Copy as the server user so ownership and the 0700 mode PostgreSQL insists on are kept.
@@ -88,14 +96,35 @@ class PostgresServer:
         conf = "".join(f"{k} = {v}\n" for k, v in settings.items())
         (server.datadir / "postgresql.auto.conf").write_text(conf)
         shutil.chown(server.datadir / "postgresql.auto.conf", account.pw_uid, account.pw_gid)
+        if hidden_extensions:
+            server.hide_extensions(hidden_extensions)
         server.start()
         DatabaseJanitor(user="postgres", host=str(server.socket_dir), port=server.port,
                         dbname=DATABASE).init()
         return server
 
+    def hide_extensions(self, names: tuple[str, ...]) -> None:
+        """Start the server in a private mount namespace whose extension directory lacks the
+        named extensions' files. Only this server sees the difference; the host is untouched."""
+        view = self.home / "extension-view"
+        view.mkdir()
+        for f in EXTENSION_DIR.iterdir():
+            if not any(f.name.startswith(n + ".") or f.name.startswith(n + "--") for n in names):
+                shutil.copy2(f, view / f.name)
+        account = server_account()
+        self.launcher = [
+            "unshare", "--mount", "--propagation", "private", "--",
+            "sh", "-c",
+            'mount --bind "$1" "$2" && u="$3" && shift 3 && '
+            'exec setpriv --reuid "$u" --regid "$u" --clear-groups -- "$@"',
+            "extension-view", str(view), str(EXTENSION_DIR), account.pw_name,
+        ]
+
     def conninfo(self, dbname: str = DATABASE, **extra) -> str:
-        return make_conninfo(host=str(self.socket_dir), port=self.port, dbname=dbname,
-                             user="postgres", **extra)
+        """libpq connection string for this server; extra keywords (user, application_name, ...)
+        override the defaults."""
+        base = make_conninfo(host=str(self.socket_dir), port=self.port, dbname=dbname, user="postgres")
+        return make_conninfo(base, **extra)
 
     def connect(self, **extra) -> psycopg.Connection:
         return psycopg.connect(self.conninfo(**extra), autocommit=True)
@@ -105,9 +134,21 @@ class PostgresServer:
             cur = conn.execute(sql, params)
             return cur.fetchall() if cur.description else []
 
+    def psql_file(self, path: Path, *, user: str = "postgres", cwd: Path = Path("/")) -> subprocess.CompletedProcess:
+        """Run a script the way an operator does: psql -v ON_ERROR_STOP=1 -d DB -f PATH.
+        psql runs as us (the repository need not be readable by the postgres user)."""
+        return subprocess.run(
+            ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", self.conninfo(user=user), "-f", str(path)],
+            cwd=cwd, capture_output=True, text=True, timeout=120,
+        )
+
     def _pg_ctl(self, *args: str) -> None:
-        run([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile), "-w",
-             *args], cwd=self.home)
+        argv = [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile), "-w", *args]
+        if self.launcher:
+            # The launcher mounts as root, then becomes the server user itself.
+            run(self.launcher + argv, cwd=self.home, keep_root=True)
+        else:
+            run(argv, cwd=self.home)
 
     def start(self) -> None:
         self._pg_ctl("start")

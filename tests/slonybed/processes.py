@@ -42,12 +42,19 @@ def as_server_user() -> dict:
 
 
 def run(
-    argv: list[str], *, cwd: Path, input: str | None = None, timeout: float = 120, check: bool = True
+    argv: list[str], *, cwd: Path, input: str | None = None, timeout: float = 120,
+    check: bool = True, keep_root: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run a short-lived command as the server user and return its captured output."""
+    """Run a short-lived command as the server user and return its captured output.
+
+    keep_root runs it as ourselves with the server user's environment, for a launcher that must
+    do something as root (such as a mount) before it drops to the server user itself.
+    """
+    identity = as_server_user()
+    if keep_root:
+        identity = {"env": identity["env"]}
     result = subprocess.run(
-        argv, cwd=cwd, input=input, capture_output=True, text=True, timeout=timeout,
-        **as_server_user(),
+        argv, cwd=cwd, input=input, capture_output=True, text=True, timeout=timeout, **identity
     )
     if check and result.returncode != 0:
         raise RuntimeError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class Slon:
 
     node_id: int
     process: SessionProcess
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
     def log(self) -> str:
@@ -140,7 +142,11 @@ class SlonyCluster:
         return rows[0][2] if rows else None
 
     def wait_slon_holds_lock(self, slon: Slon, timeout: float = 30) -> int:
-        """Wait until slon's local_listen backend holds the node's lock row; return its PID."""
+        """Wait until slon's local_listen backend holds the node's lock row; return its PID.
+
+        A backend started before slon cannot be slon's, whatever its application_name says:
+        that is exactly the impostor the PID-reuse scenarios plant.
+        """
         server = self.node(slon.node_id)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -148,8 +154,9 @@ class SlonyCluster:
                 raise AssertionError(f"slon for node {slon.node_id} exited:\n{slon.log}")
             pid = self.own_lock_pid(slon.node_id)
             if pid is not None and server.query(
-                "select 1 from pg_catalog.pg_stat_activity "
-                "where pid = %s and application_name = 'slon.local_listen'", (pid,)
+                "select 1 from pg_catalog.pg_stat_activity where pid = %s "
+                "and application_name = 'slon.local_listen' and backend_start >= %s",
+                (pid, slon.started_at),
             ):
                 return pid
             time.sleep(0.1)

@@ -1,0 +1,24 @@
+-- Patches every Slony cluster schema in the database; returns how many it changed.
+CREATE OR REPLACE FUNCTION slony_nodelock.patch_all_clusters()
+RETURNS int4
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_cluster name;
+    v_seen int4 := 0;
+    v_changed int4 := 0;
+BEGIN
+    FOR v_cluster IN SELECT c FROM slony_nodelock.clusters() c LOOP
+        v_seen := v_seen + 1;
+        IF slony_nodelock.patch_cluster(v_cluster) THEN
+            v_changed := v_changed + 1;
+        END IF;
+    END LOOP;
+    IF v_seen = 0 THEN
+        RAISE NOTICE 'slony-nodelock: no Slony cluster in database %; nothing to patch', pg_catalog.current_database();
+    END IF;
+    RETURN v_changed;
+END
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.patch_all_clusters() IS 'slony-nodelock: patch every Slony cluster schema in this database';

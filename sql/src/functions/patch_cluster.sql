@@ -1,0 +1,74 @@
+-- Replaces one cluster's cleanupnodelock() with ours (saving Slony's first), and puts the identity
+-- triggers on its sl_nodelock. Returns whether anything changed.
+CREATE OR REPLACE FUNCTION slony_nodelock.patch_cluster(p_cluster name)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_table regclass := pg_catalog.to_regclass(pg_catalog.format('%I.sl_nodelock', p_cluster));
+    v_source text := slony_nodelock.cleanupnodelock_source(p_cluster);
+    v_fn pg_catalog.pg_proc;
+    v_lang name;
+    v_changed boolean := false;
+    v_adopted int4;
+BEGIN
+    IF v_table IS NULL THEN
+        RAISE EXCEPTION 'slony-nodelock: schema % holds no sl_nodelock table; it is not a Slony cluster', pg_catalog.quote_ident(p_cluster);
+    END IF;
+    IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = v_table AND NOT a.attisdropped
+           AND a.attname IN ('nl_nodeid', 'nl_conncnt', 'nl_backendpid')
+           AND a.atttypid = 'pg_catalog.int4'::pg_catalog.regtype) <> 3 THEN
+        RAISE EXCEPTION 'slony-nodelock: %.sl_nodelock lacks the int4 columns nl_nodeid, nl_conncnt and nl_backendpid of Slony-I 2.x; nothing was changed',
+            pg_catalog.quote_ident(p_cluster);
+    END IF;
+
+    SELECT p.* INTO v_fn FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(p_cluster))
+       AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'slony-nodelock: schema % has no cleanupnodelock() to replace', pg_catalog.quote_ident(p_cluster);
+    END IF;
+    SELECT l.lanname INTO v_lang FROM pg_catalog.pg_language l WHERE l.oid = v_fn.prolang;
+
+    IF v_fn.prosrc IS DISTINCT FROM v_source OR v_lang <> 'plpython3u' THEN
+        -- Whatever is there now is what Slony installed last (ours is never saved).
+        IF v_fn.prosrc NOT LIKE '# slony-nodelock %' THEN
+            INSERT INTO slony_nodelock.stock_function AS s (cluster_schema, definition, prosrc, language, owner, comment)
+            VALUES (p_cluster, pg_catalog.pg_get_functiondef(v_fn.oid), v_fn.prosrc, v_lang,
+                    pg_catalog.pg_get_userbyid(v_fn.proowner), pg_catalog.obj_description(v_fn.oid, 'pg_proc'))
+            ON CONFLICT (cluster_schema) DO UPDATE
+               SET definition = EXCLUDED.definition, prosrc = EXCLUDED.prosrc, language = EXCLUDED.language,
+                   owner = EXCLUDED.owner, comment = EXCLUDED.comment, saved_at = pg_catalog.now();
+        END IF;
+        EXECUTE pg_catalog.format(
+            'CREATE OR REPLACE FUNCTION %I.cleanupnodelock() RETURNS int4 LANGUAGE plpython3u '
+            'SET search_path = pg_catalog, pg_temp AS %L', p_cluster, v_source);
+        EXECUTE pg_catalog.format('COMMENT ON FUNCTION %I.cleanupnodelock() IS %L', p_cluster,
+            'slony-nodelock: removes sl_nodelock rows whose holder is gone, judged by PID and backend start time');
+        v_changed := true;
+    END IF;
+
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = v_table AND t.tgname = 'slony_nodelock_identity') THEN
+        EXECUTE pg_catalog.format('CREATE TRIGGER slony_nodelock_identity AFTER INSERT OR UPDATE OR DELETE ON %s '
+                                  'FOR EACH ROW EXECUTE PROCEDURE slony_nodelock.track_lock_identity()', v_table);
+        v_changed := true;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = v_table AND t.tgname = 'slony_nodelock_truncate') THEN
+        EXECUTE pg_catalog.format('CREATE TRIGGER slony_nodelock_truncate AFTER TRUNCATE ON %s '
+                                  'FOR EACH STATEMENT EXECUTE PROCEDURE slony_nodelock.forget_truncated_locks()', v_table);
+        v_changed := true;
+    END IF;
+
+    v_adopted := slony_nodelock.adopt_live_locks(p_cluster);
+    IF v_changed OR v_adopted > 0 THEN
+        RAISE NOTICE 'slony-nodelock: patched cluster % (cleanupnodelock replaced, identity recording on, % live lock(s) adopted)',
+            pg_catalog.quote_ident(p_cluster), v_adopted;
+    ELSE
+        RAISE NOTICE 'slony-nodelock: cluster % is already patched; nothing changed', pg_catalog.quote_ident(p_cluster);
+    END IF;
+    RETURN v_changed OR v_adopted > 0;
+END
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.patch_cluster(name) IS 'slony-nodelock: replace one cluster''s cleanupnodelock() and record lock identities';

@@ -1,0 +1,16 @@
+-- Refuse, before changing anything, what we cannot install into.
+DO $guard$
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'slony-nodelock: % is not a superuser; run the script as postgres or another superuser', current_user;
+    END IF;
+    IF pg_catalog.current_setting('server_version_num')::int4 < @MIN_SERVER_VERSION_NUM@ THEN
+        RAISE EXCEPTION 'slony-nodelock: PostgreSQL % is too old; it needs PostgreSQL 10 or later (pg_stat_activity.backend_type)',
+            pg_catalog.current_setting('server_version');
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_available_extensions WHERE name = 'plpython3u') THEN
+        RAISE EXCEPTION 'slony-nodelock: PL/Python (plpython3u) is not available on this server; install the package postgresql-plpython3-% on the database host and run the script again',
+            pg_catalog.current_setting('server_version_num')::int4 / 10000;
+    END IF;
+END
+$guard$;

@@ -1,0 +1,8 @@
+-- Run as a superuser:  psql -v ON_ERROR_STOP=1 -d DB -f sql/install.sql
+-- Everything below is one transaction: it installs all of it or, on any error, nothing.
+\set ON_ERROR_STOP 1
+\set VERBOSITY terse
+\set QUIET 1
+BEGIN;
+-- Nothing the script runs can be redirected by a schema on the caller's search_path.
+SET LOCAL search_path = pg_catalog, pg_temp;
