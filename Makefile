@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := postgresql-plpython3-15 postgresql-15-slony1-2 slony1-2-bin
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: test demo system-packages venv clean
+.PHONY: test demo bench system-packages venv clean
 
 system-packages:
 	@tests/bin/ensure-debian-packages $(DEBIAN_PACKAGES)
@@ -26,6 +26,10 @@ test: system-packages venv
 # make demo ARGS=--keep leaves the cluster running and prints how to reach and stop it.
 demo: system-packages venv
 	$(PY) tests/demo.py $(ARGS)
+
+# Latency of stock and our cleanupnodelock() on one real server; prints a table, asserts nothing else.
+bench: system-packages venv
+	$(PY) tests/bench_cleanup.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info plpython/*.egg-info .pytest_cache .hypothesis

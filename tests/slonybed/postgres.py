@@ -18,18 +18,19 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from .processes import run, server_account
+from .processes import run, server_account, started_sessions
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 EXTENSION_DIR = Path("/usr/share/postgresql/15/extension")
 DATABASE = "slony_test"
 TEMPLATE_DIR = "template-data"
 
-# Settings that make the servers private to the bed and quick to start and stop.
+# Settings that make the servers private to the bed and quick to start and stop. fsync off is
+# safe for a crash-restart (the OS keeps the page cache); synchronous_commit stays on, or an
+# immediate shutdown would lose the last commits, such as the install we are about to test.
 SERVER_SETTINGS = {
     "listen_addresses": "''",
     "fsync": "off",
-    "synchronous_commit": "off",
     "full_page_writes": "off",
     "shared_buffers": "'16MB'",
     "max_connections": "100",
@@ -152,11 +153,17 @@ class PostgresServer:
 
     def start(self) -> None:
         self._pg_ctl("start")
+        self._note_session()
 
     def crash_restart(self) -> None:
         """Kill the server without a shutdown checkpoint and start it again: to the database, this
         is what a power cut and reboot look like. Every backend PID dies with it."""
         self._pg_ctl("-m", "immediate", "restart")
+        self._note_session()
+
+    def _note_session(self) -> None:
+        # pg_ctl starts the postmaster in a session of its own; the teardown check follows it.
+        started_sessions.append(int((self.datadir / "postmaster.pid").read_text().split()[0]))
 
     def is_running(self) -> bool:
         return (self.datadir / "postmaster.pid").exists()

@@ -12,6 +12,9 @@ from pathlib import Path
 
 SERVER_USER = "postgres"
 
+# Session ids of every session the bed started (slons, holders, postmasters), in order.
+started_sessions: list[int] = []
+
 
 def server_account() -> pwd.struct_passwd:
     """The OS account every bed process runs as: postgres when we are root, else ourselves."""
@@ -92,6 +95,7 @@ class SessionProcess:
         finally:
             if log_path:
                 log.close()
+        started_sessions.append(popen.pid)
         return cls(popen, log_path)
 
     @property
@@ -136,11 +140,6 @@ class SessionProcess:
             self.popen.stdin.close()
 
 
-def _ticks_now() -> int:
-    with open("/proc/uptime") as f:
-        return int(float(f.read().split()[0]) * os.sysconf("SC_CLK_TCK"))
-
-
 @dataclass(frozen=True)
 class Survivor:
     pid: int
@@ -151,8 +150,8 @@ class Survivor:
         return f"pid {self.pid} ({self.user}): {self.args}"
 
 
-def _process_info(pid: int) -> tuple[int, int, str] | None:
-    """(uid, start ticks, command line) of a live process, or None if it is gone."""
+def _process_info(pid: int) -> tuple[int, int, int, str] | None:
+    """(uid, parent pid, session id, command line) of a live process, or None if it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         uid = Path(f"/proc/{pid}").stat().st_uid
@@ -161,45 +160,49 @@ def _process_info(pid: int) -> tuple[int, int, str] | None:
         return None
     # The command name in field 2 may contain spaces; fields after the closing paren are fixed.
     fields = stat[stat.rindex(")") + 2 :].split()
-    start_ticks = int(fields[19])
+    parent, session = int(fields[1]), int(fields[3])
     args = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
     if not args:
         args = stat[stat.index("(") + 1 : stat.rindex(")")]
-    return uid, start_ticks, args
+    return uid, parent, session, args
 
 
 def command_line(pid: int) -> str:
     """The command line of a live process, for messages."""
     info = _process_info(pid)
-    return info[2] if info else "(no such process)"
+    return info[3] if info else "(no such process)"
 
 
 @dataclass
 class ProcessLedger:
-    """Remembers when the bed started, so that it can name every server-user process started since.
+    """Names every process still alive that the bed started since the ledger opened.
 
-    Everything the bed starts runs as the server account, so a process of that account born after
-    the ledger opened, or one whose command line names the bed's directory, is ours.
+    Each slon and holder leads a session of its own, and so does each postmaster (pg_ctl sees to
+    that); a postmaster's children open sessions of their own too, but stay its children. So a
+    process is ours if it is in one of those sessions, or descends from a process that is, or
+    names the bed's directory on its command line. Other work on the machine, even another bed,
+    is left out.
     """
 
     marker: str
-    started_ticks: int = field(default_factory=_ticks_now)
+    first_session: int = field(default_factory=lambda: len(started_sessions))
 
     def survivors(self) -> list[Survivor]:
-        account = server_account()
+        sessions = set(started_sessions[self.first_session :])
         me = os.getpid()
-        found = []
+        table = {}
         for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == me:
-                continue
-            info = _process_info(int(entry.name))
-            if info is None:
-                continue
-            uid, start_ticks, args = info
-            ours = (uid == account.pw_uid and start_ticks >= self.started_ticks) or self.marker in args
-            if ours:
-                found.append(Survivor(int(entry.name), pwd.getpwuid(uid).pw_name, args))
-        return found
+            if entry.name.isdigit() and int(entry.name) != me:
+                info = _process_info(int(entry.name))
+                if info is not None:
+                    table[int(entry.name)] = info
+        ours = {pid for pid, (_, _, sid, args) in table.items() if sid in sessions or self.marker in args}
+        grew = True
+        while grew:
+            children = {pid for pid, (_, ppid, _, _) in table.items() if ppid in ours} - ours
+            ours |= children
+            grew = bool(children)
+        return [Survivor(pid, pwd.getpwuid(table[pid][0]).pw_name, table[pid][3]) for pid in sorted(ours)]
 
     def wait_for_none(self, timeout: float = 15.0) -> list[Survivor]:
         """Survivors still present after waiting up to timeout for exiting processes to go."""

@@ -1,0 +1,90 @@
+"""The reproduction scenarios again, with the fix installed: slon starts, and safety holds."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import requires_pid_control
+from slonybed.slony import DUPLICATE_LOCK
+
+
+@pytest.fixture
+def fixed_bed(bed):
+    """The replicating two-node bed with sql/install.sql run on node 1."""
+    bed.build_replicating()
+    output = bed.install_fix(1)
+    assert 'patched cluster _bed' in output
+    return bed
+
+
+def _slon_recovers(bed, stale: int) -> None:
+    slon = bed.start_slon(1)
+    holder = bed.cluster.wait_slon_holds_lock(slon)
+    assert holder != stale
+    bed.cluster.assert_replicates(1, 2)
+    assert slon.alive()
+    assert f"removed stale lock of cluster \"_bed\" node 1 conncnt 0 pid {stale}" in slon.log
+
+
+@requires_pid_control
+def test_fix_lets_slon_start_when_a_non_postgres_process_reuses_the_stale_pid(fixed_bed):
+    stale = fixed_bed.reboot_host_of(1, reuse_pid=fixed_bed.put_sleep_on)
+    _slon_recovers(fixed_bed, stale)
+    assert f"pid {stale} is not a backend of this database" in fixed_bed.slons[1].log
+
+
+@requires_pid_control
+def test_fix_lets_slon_start_when_an_impostor_named_slon_local_listen_reuses_the_stale_pid(fixed_bed):
+    # Same PID, a client backend of this database, the very name slon uses: only the recorded
+    # backend start time tells the impostor from the lock's holder.
+    stale = fixed_bed.reboot_host_of(
+        1, reuse_pid=lambda pid: fixed_bed.put_backend_on(1, pid, application_name="slon.local_listen")
+    )
+    assert fixed_bed.node(1).query(
+        "select backend_type, application_name from pg_catalog.pg_stat_activity where pid = %s", (stale,)
+    ) == [("client backend", "slon.local_listen")]
+    _slon_recovers(fixed_bed, stale)
+    assert "after the lock was taken by one started" in fixed_bed.slons[1].log
+
+
+def test_fix_still_refuses_a_second_slon_and_the_first_keeps_replicating(fixed_bed):
+    holder = fixed_bed.cluster.wait_slon_holds_lock(fixed_bed.slons[1])
+
+    second = fixed_bed.cluster.start_slon(1)
+
+    assert second.wait_exit(timeout=30) is not None, "a second slon for node 1 kept running"
+    assert DUPLICATE_LOCK in second.log
+    assert 'removed stale lock of cluster "_bed" node 1 conncnt 0' not in second.log
+    assert fixed_bed.slons[1].alive()
+    assert fixed_bed.cluster.own_lock_pid(1) == holder
+    fixed_bed.cluster.assert_replicates(1, 2)
+
+
+def _wait_backend_gone(server, pid: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while server.query("select 1 from pg_catalog.pg_stat_activity where pid = %s", (pid,)):
+        assert time.monotonic() < deadline, f"backend {pid} did not exit"
+        time.sleep(0.05)
+
+
+def test_exactly_one_of_two_slons_started_together_runs_in_20_trials(bed):
+    bed.cluster.build()
+    bed.install_fix(1)
+    server = bed.node(1)
+    for trial in range(20):
+        pair = [bed.cluster.start_slon(1), bed.cluster.start_slon(1)]
+        deadline = time.monotonic() + 20
+        while all(slon.process.popen.poll() is None for slon in pair) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        refused = [slon for slon in pair if slon.process.popen.poll() is not None]
+        assert len(refused) == 1, f"trial {trial}: {len(refused)} of 2 slons exited"
+        winner = next(slon for slon in pair if slon not in refused)
+        assert DUPLICATE_LOCK in refused[0].log, refused[0].log
+        # The other one runs: it holds the lock with its own backend and is still alive.
+        holder = bed.cluster.wait_slon_holds_lock(winner)
+        assert winner.alive() and not refused[0].alive()
+        winner.stop()
+        # The next trial must find the old lock stale, not still live on an exiting backend.
+        _wait_backend_gone(server, holder)
