@@ -136,7 +136,7 @@ AS $slony_nodelock_py$
 #   identity:  {"nl_nodeid", "nl_conncnt", "pid", "backend_start"}, recorded when the row was made
 #   backend:   {"pid", "datname", "backend_type", "application_name", "backend_start"},
 #              one per row of pg_stat_activity
-# backend_start values are seconds since the epoch (numbers), compared for equality only.
+# backend_start values are microseconds since the epoch (integers): exact, and cheap to compare.
 
 LOGIC_VERSION = "1"
 
@@ -150,9 +150,9 @@ STALE = "stale"
 UNSURE = "unsure"
 
 
-def clock(epoch_seconds):
-    """HH:MM:SS UTC of an epoch timestamp, for messages."""
-    seconds = int(epoch_seconds) % 86400
+def clock(epoch_microseconds):
+    """HH:MM:SS UTC of an epoch timestamp in microseconds, for messages."""
+    seconds = epoch_microseconds // 1000000 % 86400
     return "%02d:%02d:%02d UTC" % (seconds // 3600, seconds // 60 % 60, seconds % 60)
 
 
@@ -218,63 +218,82 @@ def judge(rows, identities, backends, caller_pid, database):
     ]
 
 # ---- plpython/slony_nodelock/plpy_glue.py ----
-# The database side of slony_nodelock.cleanup_nodelock() and adopt_live_locks(), run inside
-# PL/Python: it reads the lock rows, the recorded identities and pg_stat_activity, asks
-# liveness.judge() about each row, and acts on the verdicts.
+# The database side of each cluster's replacement cleanupnodelock() and of
+# slony_nodelock.adopt_live_locks(), run inside PL/Python: one query brings every lock row with
+# its recorded identity, a second what pg_stat_activity says about their PIDs; liveness.judge()
+# decides.
 #
 # sql/generate.py embeds this file after liveness.py in the same function body, so the names
 # imported below are already defined there; the import line itself is dropped when embedding.
 # plpy is passed in rather than used as a global so that this file can also be imported with a
 # stand-in.
 
-LOCK_COLUMNS = "nl_nodeid, nl_conncnt, nl_backendpid"
+# backend_start as integer microseconds since the epoch, cheap for Python to compare. date_part()
+# gives float8 seconds, whose resolution at today's epoch (~0.25 us) keeps every microsecond
+# apart, and rounds back to the exact microsecond; extract() would give numeric, ten times slower.
+MICROSECONDS = "(pg_catalog.date_part('epoch', %s) * 1000000)::pg_catalog.int8"
+
+# Each lock row with the identity recorded for it, if any.
+LOCKS = (
+    "select l.nl_nodeid, l.nl_conncnt, l.nl_backendpid,"
+    " i.pid as recorded_pid, " + MICROSECONDS % "i.backend_start" + " as recorded_start"
+    " from %s l left join slony_nodelock.lock_identity i"
+    " on i.cluster_schema = $1 and i.nl_nodeid = l.nl_nodeid and i.nl_conncnt = l.nl_conncnt"
+)
+
+# What pg_stat_activity says about the given PIDs. pg_stat_get_activity() is what the view reads;
+# calling it directly skips the view's join to pg_authid, which we do not need.
+BACKENDS = (
+    "select a.pid, d.datname::pg_catalog.text as datname, a.backend_type, a.application_name,"
+    " " + MICROSECONDS % "a.backend_start" + " as backend_start"
+    " from pg_catalog.pg_stat_get_activity(null) a"
+    " left join pg_catalog.pg_database d on d.oid = a.datid"
+    " where a.pid = any ($1)"
+)
 
 
 def _plans(plpy, cache, cluster):
-    """Prepared statements for one cluster, kept for the session (SD is per-function, per-session)."""
+    """Prepared statements for the cluster, kept for the session in the function's SD."""
     plans = cache.get(cluster)
     if plans is None:
         table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
+        me = plpy.execute("select pg_catalog.pg_backend_pid() as pid,"
+                          " pg_catalog.current_database()::pg_catalog.text as database")[0]
         plans = {
-            "locks": plpy.prepare("select %s from %s order by 1, 2" % (LOCK_COLUMNS, table)),
-            "locks_for_update": plpy.prepare(
-                "select %s from %s order by 1, 2 for update" % (LOCK_COLUMNS, table)),
-            "identities": plpy.prepare(
-                "select nl_nodeid, nl_conncnt, pid,"
-                " extract(epoch from backend_start) as backend_start"
-                " from slony_nodelock.lock_identity where cluster_schema = $1", ["name"]),
-            "backends": plpy.prepare(
-                "select pid, datname::pg_catalog.text as datname, backend_type, application_name,"
-                " extract(epoch from backend_start) as backend_start"
-                " from pg_catalog.pg_stat_activity where pid operator(pg_catalog.=) any ($1)",
-                ["int4[]"]),
+            "caller": me["pid"],
+            "database": me["database"],
+            "locks": plpy.prepare(LOCKS % table, ["name"]),
+            # The same lock Slony's own version takes, so that two cleanups cannot interleave.
+            "locks_for_update": plpy.prepare(LOCKS % table + " for update of l", ["name"]),
+            "backends": plpy.prepare(BACKENDS, ["int4[]"]),
             "delete": plpy.prepare(
                 "delete from %s where (nl_nodeid, nl_conncnt) in"
                 " (select * from rows from (pg_catalog.unnest($1::pg_catalog.int4[]),"
-                " pg_catalog.unnest($2::pg_catalog.int4[])))"
-                % table, ["int4[]", "int4[]"]),
+                " pg_catalog.unnest($2::pg_catalog.int4[])))" % table, ["int4[]", "int4[]"]),
             "record": plpy.prepare(
                 "insert into slony_nodelock.lock_identity"
                 " (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start)"
-                " select $1, $2, $3, pid, backend_start from pg_catalog.pg_stat_activity"
-                " where pid operator(pg_catalog.=) $4"
-                " and extract(epoch from backend_start)"
-                " operator(pg_catalog.=) $5"
+                " select $1, $2, $3, a.pid, a.backend_start"
+                " from pg_catalog.pg_stat_get_activity($4) a"
+                " where " + MICROSECONDS % "a.backend_start" + " = $5"
                 " on conflict (cluster_schema, nl_nodeid, nl_conncnt) do nothing",
-                ["name", "int4", "int4", "int4", "numeric"]),
-            "me": plpy.prepare(
-                "select pg_catalog.pg_backend_pid() as pid,"
-                " pg_catalog.current_database()::pg_catalog.text as database"),
+                ["name", "int4", "int4", "int4", "int8"]),
         }
         cache[cluster] = plans
     return plans
 
 
-def _verdicts(plpy, plans, cluster, locks):
-    identities = plpy.execute(plans["identities"], [cluster])
-    backends = plpy.execute(plans["backends"], [[row["nl_backendpid"] for row in locks]])
-    me = plpy.execute(plans["me"])[0]
-    return judge(locks, identities, backends, me["pid"], me["database"]), backends
+def _judged(plpy, plans, locks):
+    """(lock row, verdict, reason) for each lock row, and the backends looked at."""
+    identities = []
+    pids = set()
+    for row in locks:
+        pids.add(row["nl_backendpid"])
+        if row["recorded_pid"] is not None:
+            identities.append({"nl_nodeid": row["nl_nodeid"], "nl_conncnt": row["nl_conncnt"],
+                               "pid": row["recorded_pid"], "backend_start": row["recorded_start"]})
+    backends = plpy.execute(plans["backends"], [list(pids)])
+    return judge(locks, identities, backends, plans["caller"], plans["database"]), backends
 
 
 def _describe(cluster, row):
@@ -286,12 +305,11 @@ def cleanup(plpy, cache, cluster):
     """What cleanupNodelock() does: delete every stale lock row, under the same FOR UPDATE as
     Slony's own version, with a NOTICE for each deletion and each row kept only for lack of proof."""
     plans = _plans(plpy, cache, cluster)
-    locks = plpy.execute(plans["locks_for_update"])
+    locks = plpy.execute(plans["locks_for_update"], [cluster])
     if len(locks) == 0:
         return 0
-    verdicts, _ = _verdicts(plpy, plans, cluster, locks)
     stale_nodes, stale_conncnts = [], []
-    for row, verdict, reason in verdicts:
+    for row, verdict, reason in _judged(plpy, plans, locks)[0]:
         if verdict == STALE:
             stale_nodes.append(row["nl_nodeid"])
             stale_conncnts.append(row["nl_conncnt"])
@@ -308,15 +326,15 @@ def adopt(plpy, cache, cluster):
     taken before install). Deletes nothing: a stale row is left for the next cleanup. Returns the
     number of identities recorded."""
     plans = _plans(plpy, cache, cluster)
-    locks = plpy.execute(plans["locks"])
+    locks = plpy.execute(plans["locks"], [cluster])
     if len(locks) == 0:
         return 0
-    verdicts, backends = _verdicts(plpy, plans, cluster, locks)
+    judged, backends = _judged(plpy, plans, locks)
     started = dict((b["pid"], b["backend_start"]) for b in backends)
     adopted = 0
-    for row, verdict, _ in verdicts:
+    for row, verdict, _ in judged:
         start = started.get(row["nl_backendpid"])
-        if verdict != STALE and start is not None:
+        if verdict != STALE and start is not None and row["recorded_pid"] is None:
             result = plpy.execute(plans["record"], [
                 cluster, row["nl_nodeid"], row["nl_conncnt"], row["nl_backendpid"], start])
             adopted += result.nrows()
@@ -355,7 +373,7 @@ SELECT '# slony-nodelock 0.1.0: replaces Slony''s cleanupNodelock(); uninstall w
 #   identity:  {"nl_nodeid", "nl_conncnt", "pid", "backend_start"}, recorded when the row was made
 #   backend:   {"pid", "datname", "backend_type", "application_name", "backend_start"},
 #              one per row of pg_stat_activity
-# backend_start values are seconds since the epoch (numbers), compared for equality only.
+# backend_start values are microseconds since the epoch (integers): exact, and cheap to compare.
 
 LOGIC_VERSION = "1"
 
@@ -369,9 +387,9 @@ STALE = "stale"
 UNSURE = "unsure"
 
 
-def clock(epoch_seconds):
-    """HH:MM:SS UTC of an epoch timestamp, for messages."""
-    seconds = int(epoch_seconds) % 86400
+def clock(epoch_microseconds):
+    """HH:MM:SS UTC of an epoch timestamp in microseconds, for messages."""
+    seconds = epoch_microseconds // 1000000 % 86400
     return "%02d:%02d:%02d UTC" % (seconds // 3600, seconds // 60 % 60, seconds % 60)
 
 
@@ -437,63 +455,82 @@ def judge(rows, identities, backends, caller_pid, database):
     ]
 
 # ---- plpython/slony_nodelock/plpy_glue.py ----
-# The database side of slony_nodelock.cleanup_nodelock() and adopt_live_locks(), run inside
-# PL/Python: it reads the lock rows, the recorded identities and pg_stat_activity, asks
-# liveness.judge() about each row, and acts on the verdicts.
+# The database side of each cluster's replacement cleanupnodelock() and of
+# slony_nodelock.adopt_live_locks(), run inside PL/Python: one query brings every lock row with
+# its recorded identity, a second what pg_stat_activity says about their PIDs; liveness.judge()
+# decides.
 #
 # sql/generate.py embeds this file after liveness.py in the same function body, so the names
 # imported below are already defined there; the import line itself is dropped when embedding.
 # plpy is passed in rather than used as a global so that this file can also be imported with a
 # stand-in.
 
-LOCK_COLUMNS = "nl_nodeid, nl_conncnt, nl_backendpid"
+# backend_start as integer microseconds since the epoch, cheap for Python to compare. date_part()
+# gives float8 seconds, whose resolution at today's epoch (~0.25 us) keeps every microsecond
+# apart, and rounds back to the exact microsecond; extract() would give numeric, ten times slower.
+MICROSECONDS = "(pg_catalog.date_part('epoch', %s) * 1000000)::pg_catalog.int8"
+
+# Each lock row with the identity recorded for it, if any.
+LOCKS = (
+    "select l.nl_nodeid, l.nl_conncnt, l.nl_backendpid,"
+    " i.pid as recorded_pid, " + MICROSECONDS % "i.backend_start" + " as recorded_start"
+    " from %s l left join slony_nodelock.lock_identity i"
+    " on i.cluster_schema = $1 and i.nl_nodeid = l.nl_nodeid and i.nl_conncnt = l.nl_conncnt"
+)
+
+# What pg_stat_activity says about the given PIDs. pg_stat_get_activity() is what the view reads;
+# calling it directly skips the view's join to pg_authid, which we do not need.
+BACKENDS = (
+    "select a.pid, d.datname::pg_catalog.text as datname, a.backend_type, a.application_name,"
+    " " + MICROSECONDS % "a.backend_start" + " as backend_start"
+    " from pg_catalog.pg_stat_get_activity(null) a"
+    " left join pg_catalog.pg_database d on d.oid = a.datid"
+    " where a.pid = any ($1)"
+)
 
 
 def _plans(plpy, cache, cluster):
-    """Prepared statements for one cluster, kept for the session (SD is per-function, per-session)."""
+    """Prepared statements for the cluster, kept for the session in the function's SD."""
     plans = cache.get(cluster)
     if plans is None:
         table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
+        me = plpy.execute("select pg_catalog.pg_backend_pid() as pid,"
+                          " pg_catalog.current_database()::pg_catalog.text as database")[0]
         plans = {
-            "locks": plpy.prepare("select %s from %s order by 1, 2" % (LOCK_COLUMNS, table)),
-            "locks_for_update": plpy.prepare(
-                "select %s from %s order by 1, 2 for update" % (LOCK_COLUMNS, table)),
-            "identities": plpy.prepare(
-                "select nl_nodeid, nl_conncnt, pid,"
-                " extract(epoch from backend_start) as backend_start"
-                " from slony_nodelock.lock_identity where cluster_schema = $1", ["name"]),
-            "backends": plpy.prepare(
-                "select pid, datname::pg_catalog.text as datname, backend_type, application_name,"
-                " extract(epoch from backend_start) as backend_start"
-                " from pg_catalog.pg_stat_activity where pid operator(pg_catalog.=) any ($1)",
-                ["int4[]"]),
+            "caller": me["pid"],
+            "database": me["database"],
+            "locks": plpy.prepare(LOCKS % table, ["name"]),
+            # The same lock Slony's own version takes, so that two cleanups cannot interleave.
+            "locks_for_update": plpy.prepare(LOCKS % table + " for update of l", ["name"]),
+            "backends": plpy.prepare(BACKENDS, ["int4[]"]),
             "delete": plpy.prepare(
                 "delete from %s where (nl_nodeid, nl_conncnt) in"
                 " (select * from rows from (pg_catalog.unnest($1::pg_catalog.int4[]),"
-                " pg_catalog.unnest($2::pg_catalog.int4[])))"
-                % table, ["int4[]", "int4[]"]),
+                " pg_catalog.unnest($2::pg_catalog.int4[])))" % table, ["int4[]", "int4[]"]),
             "record": plpy.prepare(
                 "insert into slony_nodelock.lock_identity"
                 " (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start)"
-                " select $1, $2, $3, pid, backend_start from pg_catalog.pg_stat_activity"
-                " where pid operator(pg_catalog.=) $4"
-                " and extract(epoch from backend_start)"
-                " operator(pg_catalog.=) $5"
+                " select $1, $2, $3, a.pid, a.backend_start"
+                " from pg_catalog.pg_stat_get_activity($4) a"
+                " where " + MICROSECONDS % "a.backend_start" + " = $5"
                 " on conflict (cluster_schema, nl_nodeid, nl_conncnt) do nothing",
-                ["name", "int4", "int4", "int4", "numeric"]),
-            "me": plpy.prepare(
-                "select pg_catalog.pg_backend_pid() as pid,"
-                " pg_catalog.current_database()::pg_catalog.text as database"),
+                ["name", "int4", "int4", "int4", "int8"]),
         }
         cache[cluster] = plans
     return plans
 
 
-def _verdicts(plpy, plans, cluster, locks):
-    identities = plpy.execute(plans["identities"], [cluster])
-    backends = plpy.execute(plans["backends"], [[row["nl_backendpid"] for row in locks]])
-    me = plpy.execute(plans["me"])[0]
-    return judge(locks, identities, backends, me["pid"], me["database"]), backends
+def _judged(plpy, plans, locks):
+    """(lock row, verdict, reason) for each lock row, and the backends looked at."""
+    identities = []
+    pids = set()
+    for row in locks:
+        pids.add(row["nl_backendpid"])
+        if row["recorded_pid"] is not None:
+            identities.append({"nl_nodeid": row["nl_nodeid"], "nl_conncnt": row["nl_conncnt"],
+                               "pid": row["recorded_pid"], "backend_start": row["recorded_start"]})
+    backends = plpy.execute(plans["backends"], [list(pids)])
+    return judge(locks, identities, backends, plans["caller"], plans["database"]), backends
 
 
 def _describe(cluster, row):
@@ -505,12 +542,11 @@ def cleanup(plpy, cache, cluster):
     """What cleanupNodelock() does: delete every stale lock row, under the same FOR UPDATE as
     Slony's own version, with a NOTICE for each deletion and each row kept only for lack of proof."""
     plans = _plans(plpy, cache, cluster)
-    locks = plpy.execute(plans["locks_for_update"])
+    locks = plpy.execute(plans["locks_for_update"], [cluster])
     if len(locks) == 0:
         return 0
-    verdicts, _ = _verdicts(plpy, plans, cluster, locks)
     stale_nodes, stale_conncnts = [], []
-    for row, verdict, reason in verdicts:
+    for row, verdict, reason in _judged(plpy, plans, locks)[0]:
         if verdict == STALE:
             stale_nodes.append(row["nl_nodeid"])
             stale_conncnts.append(row["nl_conncnt"])
@@ -527,15 +563,15 @@ def adopt(plpy, cache, cluster):
     taken before install). Deletes nothing: a stale row is left for the next cleanup. Returns the
     number of identities recorded."""
     plans = _plans(plpy, cache, cluster)
-    locks = plpy.execute(plans["locks"])
+    locks = plpy.execute(plans["locks"], [cluster])
     if len(locks) == 0:
         return 0
-    verdicts, backends = _verdicts(plpy, plans, cluster, locks)
+    judged, backends = _judged(plpy, plans, locks)
     started = dict((b["pid"], b["backend_start"]) for b in backends)
     adopted = 0
-    for row, verdict, _ in verdicts:
+    for row, verdict, _ in judged:
         start = started.get(row["nl_backendpid"])
-        if verdict != STALE and start is not None:
+        if verdict != STALE and start is not None and row["recorded_pid"] is None:
             result = plpy.execute(plans["record"], [
                 cluster, row["nl_nodeid"], row["nl_conncnt"], row["nl_backendpid"], start])
             adopted += result.nrows()

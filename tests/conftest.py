@@ -5,29 +5,24 @@ from __future__ import annotations
 import os
 import statistics
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from slonybed import SlonyBed
-from slonybed.bed import TEMP_PREFIX
+from slonybed.bed import created_roots
 from slonybed.pidreuse import attempt_log, can_force_pids
 from slonybed.processes import ProcessLedger
-
-
-def _bed_dirs() -> set[Path]:
-    return set(Path("/tmp").glob(f"{TEMP_PREFIX}*"))
 
 
 @pytest.fixture(scope="session", autouse=True)
 def nothing_outlives_the_suite() -> Iterator[None]:
     """Fail the run if any process or bed directory started by the suite is still there at the
-    end, even one that a single bed's own check could not see."""
-    dirs_before = _bed_dirs()
-    ledger = ProcessLedger(marker=TEMP_PREFIX)
+    end, even one that a single bed's own check could not see. Only this run's sessions and
+    directories count, so another run on the same machine cannot fail this one."""
+    ledger = ProcessLedger()
     yield
     left = [f"process {s}" for s in ledger.wait_for_none()]
-    left += [f"directory {d}" for d in sorted(_bed_dirs() - dirs_before)]
+    left += [f"directory {d}" for d in created_roots if d.exists()]
     assert not left, "the test run left these behind:\n" + "\n".join(left)
 
 

@@ -1,4 +1,4 @@
-"""`make demo`: the stale sl_nodelock failure, end to end, on real servers and a real slon.
+"""`make demo`: the stale sl_nodelock failure and its fix, end to end, on real servers and slons.
 
     make demo               run the story and clean up
     make demo ARGS=--keep   leave the cluster running and print how to reach and stop it
@@ -60,9 +60,24 @@ def main() -> int:
         for line in fatal:
             detail(f"  {line}")
 
+        step(6, "Install the fix: psql -v ON_ERROR_STOP=1 -d DB -f sql/install.sql")
+        for line in bed.install_fix(1).splitlines():
+            if "NOTICE" in line:
+                detail(line.split("NOTICE:", 1)[1].strip())
+
+        step(7, "Start slon for node 1 again, with the same PID still held by the sleep")
+        slon = bed.start_slon(1)
+        holder = cluster.wait_slon_holds_lock(slon)
+        for line in slon.log.splitlines():
+            if "slony-nodelock" in line and "node 1 conncnt 0" in line:
+                detail(line.split("NOTICE:", 1)[-1].strip())
+        detail(f"slon is running; node 1's lock is now (1, 0, {holder}), its own backend")
+        note = cluster.assert_replicates(1, 2)
+        detail(f"inserted {note!r} on node 1; node 2 has it: replication resumed")
+
         if args.keep:
             script = bed.write_stop_script()
-            step(6, "Kept running (--keep)")
+            step(8, "Kept running (--keep)")
             for n, server in cluster.nodes.items():
                 detail(f"node {n}: psql '{server.conninfo()}'")
             detail(f"stop everything and remove it: sh {script}")

@@ -12,7 +12,7 @@
 #   identity:  {"nl_nodeid", "nl_conncnt", "pid", "backend_start"}, recorded when the row was made
 #   backend:   {"pid", "datname", "backend_type", "application_name", "backend_start"},
 #              one per row of pg_stat_activity
-# backend_start values are seconds since the epoch (numbers), compared for equality only.
+# backend_start values are microseconds since the epoch (integers): exact, and cheap to compare.
 
 LOGIC_VERSION = "1"
 
@@ -26,9 +26,9 @@ STALE = "stale"
 UNSURE = "unsure"
 
 
-def clock(epoch_seconds):
-    """HH:MM:SS UTC of an epoch timestamp, for messages."""
-    seconds = int(epoch_seconds) % 86400
+def clock(epoch_microseconds):
+    """HH:MM:SS UTC of an epoch timestamp in microseconds, for messages."""
+    seconds = epoch_microseconds // 1000000 % 86400
     return "%02d:%02d:%02d UTC" % (seconds // 3600, seconds // 60 % 60, seconds % 60)
 
 

@@ -13,6 +13,8 @@ from .processes import ProcessLedger, server_account
 from .slony import Slon, SlonyCluster
 
 TEMP_PREFIX = "slony-nodelock-bed-"
+# Every bed directory this process made, for the suite's final check.
+created_roots: list[Path] = []
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_SQL = REPO / "sql" / "install.sql"
 UNINSTALL_SQL = REPO / "sql" / "uninstall.sql"
@@ -46,6 +48,7 @@ class SlonyBed:
     def __enter__(self) -> "SlonyBed":
         # /tmp rather than pytest's tmp_path: the postgres account must be able to reach it.
         self.root = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir="/tmp"))
+        created_roots.append(self.root)
         self.ledger = ProcessLedger(marker=str(self.root))
         try:
             self.root.chmod(0o755)

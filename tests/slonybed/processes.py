@@ -184,7 +184,7 @@ class ProcessLedger:
     is left out.
     """
 
-    marker: str
+    marker: str | None = None
     first_session: int = field(default_factory=lambda: len(started_sessions))
 
     def survivors(self) -> list[Survivor]:
@@ -196,7 +196,7 @@ class ProcessLedger:
                 info = _process_info(int(entry.name))
                 if info is not None:
                     table[int(entry.name)] = info
-        ours = {pid for pid, (_, _, sid, args) in table.items() if sid in sessions or self.marker in args}
+        ours = {pid for pid, (_, _, sid, args) in table.items() if sid in sessions or (self.marker and self.marker in args)}
         grew = True
         while grew:
             children = {pid for pid, (_, ppid, _, _) in table.items() if ppid in ours} - ours

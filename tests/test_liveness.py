@@ -1,0 +1,353 @@
+"""Unit tests of slony_nodelock.liveness: who really holds an sl_nodelock row.
+
+Pure logic, no database: lock rows, recorded identities and pg_stat_activity snapshots are
+plain dicts, the shape plpy.execute() and psycopg's dict_row return.
+"""
+
+from __future__ import annotations
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from slony_nodelock import liveness
+
+SECOND = 1_000_000  # backend_start values are microseconds since the epoch
+MIDNIGHT = 1717200000 * SECOND  # 2024-06-01 00:00:00 UTC
+AT_09_41_10 = MIDNIGHT + (9 * 3600 + 41 * 60 + 10) * SECOND
+AT_09_52_59 = MIDNIGHT + (9 * 3600 + 52 * 60 + 59) * SECOND
+
+DATABASE = "appdb"
+
+BACKEND_TYPES = ["client backend", "checkpointer", "walwriter", "autovacuum worker", None]
+APPLICATION_NAMES = ["", "slon.local_listen", "slon.remoteWorkerThread_2", "psql", None]
+
+pids = st.integers(min_value=1, max_value=4_194_304)
+node_ids = st.integers(min_value=1, max_value=20)
+conncnts = st.integers(min_value=0, max_value=8)
+starts = st.integers(min_value=0, max_value=2**62)
+databases = st.sampled_from([DATABASE, "postgres", "otherdb", None])
+application_names = st.one_of(st.sampled_from(APPLICATION_NAMES), st.text(max_size=20))
+backend_types = st.sampled_from(BACKEND_TYPES)
+
+def lock_row(nodeid=1, conncnt=0, pid=2225):
+    return {"nl_nodeid": nodeid, "nl_conncnt": conncnt, "nl_backendpid": pid}
+
+
+def identity_of(row, pid=None, backend_start=AT_09_41_10):
+    return {
+        "nl_nodeid": row["nl_nodeid"],
+        "nl_conncnt": row["nl_conncnt"],
+        "pid": row["nl_backendpid"] if pid is None else pid,
+        "backend_start": backend_start,
+    }
+
+
+def backend(pid=2225, datname=DATABASE, backend_type="client backend",
+            application_name="", backend_start=AT_09_41_10):
+    return {
+        "pid": pid,
+        "datname": datname,
+        "backend_type": backend_type,
+        "application_name": application_name,
+        "backend_start": backend_start,
+    }
+
+
+def lock_rows(pid=pids):
+    return st.builds(lock_row, nodeid=node_ids, conncnt=conncnts, pid=pid)
+
+
+def backends(pid=pids):
+    return st.builds(
+        backend,
+        pid=pid,
+        datname=databases,
+        backend_type=backend_types,
+        application_name=application_names,
+        backend_start=starts,
+    )
+
+
+def identities():
+    return st.fixed_dictionaries({
+        "nl_nodeid": node_ids,
+        "nl_conncnt": conncnts,
+        "pid": pids,
+        "backend_start": starts,
+    })
+
+
+def verdict_of(row, identity, seen, caller_pid=1, database=DATABASE):
+    return liveness.judge_row(row, identity, seen, caller_pid, database)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    row=lock_rows(),
+    start=starts,
+    application_name=application_names,
+    caller_pid=pids,
+    caller_is_holder=st.booleans(),
+    other_backends=st.lists(backends(), max_size=6),
+    other_identities=st.lists(identities(), max_size=6),
+)
+def test_holder_matching_its_recorded_identity_is_live(
+    row, start, application_name, caller_pid, caller_is_holder, other_backends, other_identities
+):
+    pid = row["nl_backendpid"]
+    caller_pid = pid if caller_is_holder else caller_pid
+    key = (row["nl_nodeid"], row["nl_conncnt"])
+    assume(all(b["pid"] != pid for b in other_backends))
+    assume(all((i["nl_nodeid"], i["nl_conncnt"]) != key for i in other_identities))
+    holder = backend(pid=pid, datname=DATABASE, backend_type="client backend",
+                     application_name=application_name, backend_start=start)
+    identity = identity_of(row, backend_start=start)
+
+    verdict, reason = liveness.judge_row(row, identity, holder, caller_pid, DATABASE)
+    assert verdict == liveness.LIVE, reason
+
+    [(_, verdict, reason)] = liveness.judge(
+        [row], other_identities + [identity], other_backends + [holder], caller_pid, DATABASE
+    )
+    assert verdict == liveness.LIVE, reason
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    row=lock_rows(),
+    identity=st.one_of(st.none(), identities()),
+    snapshot=st.lists(backends(), max_size=8),
+    caller_pid=pids,
+    caller_is_holder=st.booleans(),
+    database=databases,
+)
+def test_row_whose_pid_is_not_in_the_snapshot_is_stale(
+    row, identity, snapshot, caller_pid, caller_is_holder, database
+):
+    pid = row["nl_backendpid"]
+    caller_pid = pid if caller_is_holder else caller_pid
+    snapshot = [b for b in snapshot if b["pid"] != pid]
+    if identity is not None and identity["pid"] == pid:
+        identity = identity_of(row, backend_start=identity["backend_start"])
+
+    verdict, reason = liveness.judge_row(row, identity, None, caller_pid, database)
+    assert verdict == liveness.STALE
+    assert reason == "pid %d is not a backend of this database" % pid
+
+    identities_seen = [] if identity is None else [identity]
+    [(_, verdict, _)] = liveness.judge([row], identities_seen, snapshot, caller_pid, database)
+    assert verdict == liveness.STALE
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    row=lock_rows(),
+    seen=st.one_of(st.none(), backends()),
+    recorded=st.sampled_from(["none", "another pid", "same pid, other start"]),
+    other_pid=pids,
+    start=starts,
+    database=databases,
+)
+def test_callers_own_pid_without_matching_identity_is_stale(
+    row, seen, recorded, other_pid, start, database
+):
+    caller_pid = row["nl_backendpid"]
+    if seen is not None:
+        seen = dict(seen, pid=caller_pid)
+    identity = {
+        "none": None,
+        "another pid": identity_of(row, pid=other_pid, backend_start=start),
+        "same pid, other start": identity_of(row, backend_start=start),
+    }[recorded]
+    if recorded == "another pid":
+        assume(other_pid != caller_pid)
+    if recorded == "same pid, other start":
+        # With its type and start hidden, the caller cannot tell whether it took the lock itself.
+        assume(seen is None or seen["backend_type"] is not None)
+        assume(seen is None or start != seen["backend_start"])
+
+    verdict, reason = liveness.judge_row(row, identity, seen, caller_pid, database)
+    assert verdict == liveness.STALE, reason
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    row=lock_rows(),
+    seen=backends(),
+    other_pid=pids,
+    start=starts,
+    caller_pid=pids,
+    database=databases,
+)
+def test_identity_recorded_for_another_pid_is_ignored(row, seen, other_pid, start, caller_pid, database):
+    assume(other_pid != row["nl_backendpid"])
+    seen = dict(seen, pid=row["nl_backendpid"])
+    elsewhere = identity_of(row, pid=other_pid, backend_start=start)
+
+    assert liveness.judge_row(row, elsewhere, seen, caller_pid, database) == \
+        liveness.judge_row(row, None, seen, caller_pid, database)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(lock_rows(pid=st.integers(min_value=1, max_value=40)), max_size=10),
+    snapshot=st.lists(backends(pid=st.integers(min_value=1, max_value=40)), max_size=10),
+    caller_pid=st.integers(min_value=1, max_value=40),
+)
+def test_judge_returns_every_row_in_input_order(rows, snapshot, caller_pid):
+    judged = liveness.judge(rows, [], snapshot, caller_pid, DATABASE)
+
+    assert [entry[0] for entry in judged] == rows
+    assert all(entry[0] is row for entry, row in zip(judged, rows))
+
+
+def test_pid_taken_by_the_checkpointer_is_stale():
+    verdict, reason = verdict_of(lock_row(), None, backend(backend_type="checkpointer"))
+
+    assert verdict == liveness.STALE
+    assert reason == "pid 2225 is the checkpointer, not a client backend"
+
+
+def test_client_backend_of_another_database_is_stale():
+    verdict, reason = verdict_of(lock_row(), None, backend(datname="postgres"))
+
+    assert verdict == liveness.STALE
+    assert reason == "pid 2225 is a client backend of database postgres, not of appdb"
+
+
+def test_pid_reused_by_a_later_client_backend_is_stale_naming_both_start_times():
+    row = lock_row()
+    verdict, reason = verdict_of(
+        row,
+        identity_of(row, backend_start=AT_09_41_10),
+        backend(application_name="slon.local_listen", backend_start=AT_09_52_59),
+    )
+
+    assert verdict == liveness.STALE
+    assert reason == (
+        "pid 2225 is a client backend started 09:52:59 UTC, "
+        "after the lock was taken by one started 09:41:10 UTC"
+    )
+
+
+def test_pid_held_by_an_earlier_started_client_backend_is_stale():
+    row = lock_row()
+    verdict, reason = verdict_of(
+        row, identity_of(row, backend_start=AT_09_52_59), backend(backend_start=AT_09_41_10)
+    )
+
+    assert verdict == liveness.STALE
+    assert reason == (
+        "pid 2225 is a client backend started 09:41:10 UTC, "
+        "but the lock was taken by one started 09:52:59 UTC"
+    )
+
+
+def test_callers_own_lock_with_matching_identity_is_live():
+    row = lock_row()
+    verdict, _ = liveness.judge_row(row, identity_of(row), backend(), 2225, DATABASE)
+
+    assert verdict == liveness.LIVE
+
+
+def test_callers_own_pid_without_identity_is_stale():
+    verdict, reason = liveness.judge_row(
+        lock_row(), None, backend(application_name="slon.local_listen"), 2225, DATABASE
+    )
+
+    assert verdict == liveness.STALE
+    assert reason == "pid 2225 is the backend running this cleanup, not a lock holder"
+
+
+def test_unrecorded_local_listen_holding_the_nodes_own_lock_is_kept():
+    verdict, reason = verdict_of(
+        lock_row(conncnt=0), None, backend(application_name="slon.local_listen")
+    )
+
+    assert verdict == liveness.UNSURE
+    assert "no identity was recorded" in reason
+    assert "'slon.local_listen'" in reason
+
+
+def test_unrecorded_unnamed_client_backend_is_kept():
+    for name in ("", None):
+        verdict, reason = verdict_of(lock_row(conncnt=0), None, backend(application_name=name))
+
+        assert verdict == liveness.UNSURE
+        assert "named ''" in reason
+
+
+def test_unrecorded_psql_backend_is_stale():
+    verdict, reason = verdict_of(lock_row(), None, backend(application_name="psql"))
+
+    assert verdict == liveness.STALE
+    assert reason == "pid 2225 is a client backend named 'psql', not a slon connection"
+
+
+def test_unrecorded_remote_worker_holding_the_nodes_own_lock_is_stale():
+    verdict, reason = verdict_of(
+        lock_row(conncnt=0), None, backend(application_name="slon.remoteWorkerThread_2")
+    )
+
+    assert verdict == liveness.STALE
+    assert reason == (
+        "pid 2225 is slon's 'slon.remoteWorkerThread_2' connection, "
+        "not the node's own slon.local_listen"
+    )
+
+
+def test_unrecorded_remote_worker_holding_a_worker_lock_is_kept():
+    verdict, reason = verdict_of(
+        lock_row(conncnt=3), None, backend(application_name="slon.remoteWorkerThread_2")
+    )
+
+    assert verdict == liveness.UNSURE
+    assert "'slon.remoteWorkerThread_2'" in reason
+
+
+def test_hidden_backend_fields_are_unsure_and_name_the_missing_grant():
+    row = lock_row()
+    hidden = backend(datname=None, backend_type=None, application_name=None, backend_start=None)
+
+    for identity in (None, identity_of(row)):
+        verdict, reason = verdict_of(row, identity, hidden)
+
+        assert verdict == liveness.UNSURE
+        assert "pg_read_all_stats" in reason
+
+
+def test_identity_recorded_for_an_earlier_pid_falls_back_to_the_unrecorded_rule():
+    row = lock_row(conncnt=0, pid=2225)
+    moved = identity_of(row, pid=1874, backend_start=AT_09_41_10)
+
+    verdict, reason = verdict_of(
+        row, moved, backend(application_name="psql", backend_start=AT_09_41_10)
+    )
+    assert verdict == liveness.STALE
+    assert reason == "pid 2225 is a client backend named 'psql', not a slon connection"
+
+    verdict, reason = verdict_of(
+        row, moved, backend(application_name="slon.local_listen", backend_start=AT_09_52_59)
+    )
+    assert verdict == liveness.UNSURE
+    assert "no identity was recorded" in reason
+
+
+def test_judge_matches_identities_and_backends_to_rows_in_input_order():
+    live = lock_row(nodeid=1, conncnt=0, pid=3001)
+    reused = lock_row(nodeid=1, conncnt=1, pid=3002)
+    gone = lock_row(nodeid=2, conncnt=0, pid=3003)
+    snapshot = [
+        backend(pid=3002, backend_type="walwriter"),
+        backend(pid=3001, application_name="slon.local_listen", backend_start=AT_09_41_10),
+    ]
+    recorded = [identity_of(reused), identity_of(live, backend_start=AT_09_41_10)]
+
+    judged = liveness.judge([gone, live, reused], recorded, snapshot, 1, DATABASE)
+
+    assert [(row, verdict) for row, verdict, _ in judged] == [
+        (gone, liveness.STALE),
+        (live, liveness.LIVE),
+        (reused, liveness.STALE),
+    ]
+    assert "walwriter" in judged[2][2]
