@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := postgresql-plpython3-15 postgresql-15-slony1-2 slony1-2-bin
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: test demo bench system-packages venv clean
+.PHONY: test demo bench sql system-packages venv clean
 
 system-packages:
 	@tests/bin/ensure-debian-packages $(DEBIAN_PACKAGES)
@@ -30,6 +30,10 @@ demo: system-packages venv
 # Latency of stock and our cleanupnodelock() on one real server; prints a table, asserts nothing else.
 bench: system-packages venv
 	$(PY) tests/bench_cleanup.py
+
+# Regenerate sql/install.sql and sql/uninstall.sql from sql/src, migrations/ and plpython/.
+sql:
+	$(PYTHON) sql/generate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info plpython/*.egg-info .pytest_cache .hypothesis

@@ -209,3 +209,43 @@ def test_install_twice_then_uninstall_gives_back_stock_and_the_failure(bed):
     slon = bed.start_slon(1)
     assert slon.wait_exit(timeout=30) is not None, "slon started although the fix was removed"
     assert DUPLICATE_LOCK in slon.log
+
+
+def _identities(server, schema: str) -> list[tuple]:
+    return server.query("select nl_nodeid, nl_conncnt from slony_nodelock.lock_identity "
+                        "where cluster_schema = %s order by 1, 2", (schema,))
+
+
+def test_identity_records_never_outlive_their_lock_rows(server):
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    table = sql.SQL("{}.sl_nodelock").format(sql.Identifier("_c1"))
+    with server.connect(application_name="slon.local_listen") as holder:
+        for node in (1, 2, 3):
+            holder.execute(sql.SQL("insert into {} values (%s, 0, pg_catalog.pg_backend_pid())").format(table), (node,))
+        # A row naming some other PID gets no record: only our own start time is known for sure.
+        holder.execute(sql.SQL("insert into {} values (4, 0, 1)").format(table))
+        assert _identities(server, "_c1") == [(1, 0), (2, 0), (3, 0)]
+
+        server.query(sql.SQL("delete from {} where nl_nodeid = 1").format(table))
+        server.query(sql.SQL("update {} set nl_backendpid = 1 where nl_nodeid = 2").format(table))
+        assert _identities(server, "_c1") == [(3, 0)]
+        server.query(sql.SQL("truncate {}").format(table))
+        assert _identities(server, "_c1") == []
+
+
+def test_a_role_that_cannot_see_the_holder_keeps_the_row_and_says_why(server):
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    server.query("create role bob login; grant usage on schema _c1 to bob;"
+                 "grant select, update, delete on _c1.sl_nodelock to bob")
+    with server.connect(application_name="slon.local_listen") as holder:
+        holder_pid = holder.execute("insert into _c1.sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())"
+                                    " returning nl_backendpid").fetchone()[0]
+        with server.connect(user="bob") as bob:
+            notices = []
+            bob.add_notice_handler(lambda d: notices.append(d.message_primary))
+            bob.execute("select _c1.cleanupnodelock()")
+        assert server.query("select nl_backendpid from _c1.sl_nodelock") == [(holder_pid,)]
+        assert len(notices) == 1 and f"kept lock of cluster \"_c1\" node 1 conncnt 0 pid {holder_pid}" in notices[0]
+        assert "hidden from this role (grant it pg_read_all_stats)" in notices[0]
