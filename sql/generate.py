@@ -60,10 +60,10 @@ def migrations() -> list[tuple[int, str, str]]:
     return steps
 
 
-def migration_calls() -> str:
+def migration_calls(upto: int | None = None) -> str:
     calls = ["-- Migrations: each runs once per database; the registry remembers it and its hash.",
              "-- (\\gset only keeps psql from printing the empty result.)"]
-    for number, name, text in migrations():
+    for number, name, text in migrations()[:upto]:
         sha = hashlib.sha256(text.encode()).hexdigest()
         calls.append(
             f"SELECT pg_temp.slony_nodelock_migrate({number}, '{name}', '{sha}',\n"
@@ -72,12 +72,12 @@ def migration_calls() -> str:
     return "\n".join(calls) + "\n"
 
 
-def substitute(text: str) -> str:
+def substitute(text: str, latest: int | None = None) -> str:
     text = EMBED.sub(embedded, text)
     return (
         text.replace("@VERSION@", version())
         .replace("@MIN_SERVER_VERSION_NUM@", str(MIN_SERVER_VERSION_NUM))
-        .replace("@LATEST_MIGRATION@", str(len(migrations())))
+        .replace("@LATEST_MIGRATION@", str(latest or len(migrations())))
         .replace("@PY@", PY_TAG)
     )
 
@@ -94,8 +94,16 @@ def build_install() -> str:
     parts = [(SRC / "preamble.sql").read_text(), (SRC / "guard.sql").read_text(),
              (SRC / "bootstrap.sql").read_text(), migration_calls()]
     parts += [p.read_text() for p in sorted((SRC / "functions").glob("*.sql"))]
-    parts.append((SRC / "patch.sql").read_text())
+    parts += [(SRC / "event_triggers.sql").read_text(), (SRC / "patch.sql").read_text()]
     return header("install") + "\n".join(substitute(p) for p in parts)
+
+
+def build_migrations_only(upto: int) -> str:
+    """The schema as migrations 1..upto leave it, with no functions: what an older release's
+    install left behind, for testing the migration chain."""
+    parts = [(SRC / "preamble.sql").read_text(), (SRC / "guard.sql").read_text(),
+             (SRC / "bootstrap.sql").read_text(), migration_calls(upto), "COMMIT;\n"]
+    return header(f"migrations 1..{upto} only (tests)") + "\n".join(substitute(p, upto) for p in parts)
 
 
 def build_uninstall() -> str:

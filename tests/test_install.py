@@ -25,6 +25,7 @@ select md5(string_agg(x, ',' order by x)) from (
                      || coalesce(proconfig::text, '') from pg_catalog.pg_proc
     union all select 't:' || tgrelid::regclass::text || tgname from pg_catalog.pg_trigger
     union all select 'e:' || extname || extversion from pg_catalog.pg_extension
+    union all select 'v:' || evtname || evtenabled::text from pg_catalog.pg_event_trigger
     union all select 'd:' || objoid || coalesce(description, '') from pg_catalog.pg_description
 ) s(x)
 """

@@ -19,6 +19,9 @@ BEGIN
         RAISE NOTICE 'slony-nodelock is not installed in database %; nothing to do', pg_catalog.current_database();
         RETURN;
     END IF;
+    -- First, or putting Slony's function back would set off the re-patch trigger.
+    DROP EVENT TRIGGER IF EXISTS slony_nodelock_repatch;
+    DROP EVENT TRIGGER IF EXISTS slony_nodelock_forget;
     FOR v_saved IN SELECT * FROM slony_nodelock.stock_function ORDER BY cluster_schema LOOP
         v_table := pg_catalog.to_regclass(pg_catalog.format('%I.sl_nodelock', v_saved.cluster_schema));
         IF v_table IS NULL THEN
@@ -31,7 +34,9 @@ BEGIN
         EXECUTE pg_catalog.format('COMMENT ON FUNCTION %I.cleanupnodelock() IS %L', v_saved.cluster_schema, v_saved.comment);
         RAISE NOTICE 'slony-nodelock: restored Slony''s cleanupnodelock() in cluster %', pg_catalog.quote_ident(v_saved.cluster_schema);
     END LOOP;
+    SET LOCAL client_min_messages = warning;  -- not the list of what CASCADE takes with it
     DROP SCHEMA slony_nodelock CASCADE;
+    SET LOCAL client_min_messages = notice;
     RAISE NOTICE 'slony-nodelock removed from database % (the plpython3u language stays; drop it yourself if nothing else uses it)',
         pg_catalog.current_database();
 END

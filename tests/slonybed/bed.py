@@ -123,10 +123,10 @@ class SlonyBed:
         which would make every scenario a minute slower.
         """
         assert self.cluster is not None
-        stale = self.cluster.own_lock_pid(node_id)
-        assert stale is not None, f"node {node_id}'s slon holds no lock to leave behind"
         for slon in self.slons.values():
             slon.stop()
+        stale = self.cluster.own_lock_pid(node_id)
+        assert stale is not None, f"node {node_id}'s slon holds no lock to leave behind"
         self.node(node_id).crash_restart()
         assert self.cluster.own_lock_pid(node_id) == stale, "the lock row did not survive"
         if reuse_pid is not None:

@@ -10,6 +10,8 @@ DECLARE
     v_source text := slony_nodelock.cleanupnodelock_source(p_cluster);
     v_fn pg_catalog.pg_proc;
     v_lang name;
+    v_comment text;
+    v_was_patching text;
     v_changed boolean := false;
     v_adopted int4;
 BEGIN
@@ -32,12 +34,21 @@ BEGIN
     END IF;
     SELECT l.lanname INTO v_lang FROM pg_catalog.pg_language l WHERE l.oid = v_fn.prolang;
 
+    -- Our DDL below must not set off the re-patch event trigger.
+    v_was_patching := COALESCE(pg_catalog.current_setting('slony_nodelock.patching', true), '');
+    PERFORM pg_catalog.set_config('slony_nodelock.patching', 'on', true);
     IF v_fn.prosrc IS DISTINCT FROM v_source OR v_lang <> 'plpython3u' THEN
-        -- Whatever is there now is what Slony installed last (ours is never saved).
+        -- Whatever is there now is what Slony installed last (ours, of any release, is never
+        -- saved). CREATE OR REPLACE keeps a function's comment, so a comment of ours found on
+        -- Slony's fresh function is not Slony's: keep the one saved before.
         IF v_fn.prosrc NOT LIKE '# slony-nodelock %' THEN
+            v_comment := pg_catalog.obj_description(v_fn.oid, 'pg_proc');
+            IF v_comment LIKE 'slony-nodelock:%' THEN
+                v_comment := (SELECT s.comment FROM slony_nodelock.stock_function s WHERE s.cluster_schema = p_cluster);
+            END IF;
             INSERT INTO slony_nodelock.stock_function AS s (cluster_schema, definition, prosrc, language, owner, comment)
             VALUES (p_cluster, pg_catalog.pg_get_functiondef(v_fn.oid), v_fn.prosrc, v_lang,
-                    pg_catalog.pg_get_userbyid(v_fn.proowner), pg_catalog.obj_description(v_fn.oid, 'pg_proc'))
+                    pg_catalog.pg_get_userbyid(v_fn.proowner), v_comment)
             ON CONFLICT (cluster_schema) DO UPDATE
                SET definition = EXCLUDED.definition, prosrc = EXCLUDED.prosrc, language = EXCLUDED.language,
                    owner = EXCLUDED.owner, comment = EXCLUDED.comment, saved_at = pg_catalog.now();
@@ -45,8 +56,7 @@ BEGIN
         EXECUTE pg_catalog.format(
             'CREATE OR REPLACE FUNCTION %I.cleanupnodelock() RETURNS int4 LANGUAGE plpython3u '
             'SET search_path = pg_catalog, pg_temp AS %L', p_cluster, v_source);
-        EXECUTE pg_catalog.format('COMMENT ON FUNCTION %I.cleanupnodelock() IS %L', p_cluster,
-            'slony-nodelock: removes sl_nodelock rows whose holder is gone, judged by PID and backend start time');
+        PERFORM slony_nodelock.comment_patched(p_cluster);
         v_changed := true;
     END IF;
 
@@ -60,6 +70,7 @@ BEGIN
                                   'FOR EACH STATEMENT EXECUTE PROCEDURE slony_nodelock.forget_truncated_locks()', v_table);
         v_changed := true;
     END IF;
+    PERFORM pg_catalog.set_config('slony_nodelock.patching', v_was_patching, true);
 
     v_adopted := slony_nodelock.adopt_live_locks(p_cluster);
     IF v_changed OR v_adopted > 0 THEN

@@ -1,0 +1,17 @@
+-- The event triggers that keep clusters patched through Slony's own DDL. CREATE EVENT TRIGGER has
+-- no OR REPLACE, so each is created only when missing (and re-enabled if someone disabled it).
+DO $event_triggers$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = 'slony_nodelock_repatch') THEN
+        CREATE EVENT TRIGGER slony_nodelock_repatch ON ddl_command_end
+            WHEN TAG IN ('CREATE FUNCTION', 'CREATE TABLE', 'COMMENT')
+            EXECUTE PROCEDURE slony_nodelock.repatch_on_ddl();
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = 'slony_nodelock_forget') THEN
+        CREATE EVENT TRIGGER slony_nodelock_forget ON sql_drop
+            EXECUTE PROCEDURE slony_nodelock.forget_dropped_clusters();
+    END IF;
+    ALTER EVENT TRIGGER slony_nodelock_repatch ENABLE;
+    ALTER EVENT TRIGGER slony_nodelock_forget ENABLE;
+END
+$event_triggers$;

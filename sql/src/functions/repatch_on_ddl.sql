@@ -1,0 +1,57 @@
+-- Event trigger (ddl_command_end): when Slony creates or replaces a cluster's cleanupnodelock()
+-- (UPDATE FUNCTIONS, init cluster, store node), or recreates its sl_nodelock, patch that cluster
+-- again in the same transaction; when Slony re-comments the function, keep that comment as the
+-- one uninstall puts back. A failure here must never fail Slony's command: it becomes a WARNING
+-- that says what to run, and a row in repatch_log.
+CREATE OR REPLACE FUNCTION slony_nodelock.repatch_on_ddl()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_cmd record;
+    v_comment text;
+BEGIN
+    -- patch_cluster's own DDL fires this trigger again; it is not Slony's.
+    IF pg_catalog.current_setting('slony_nodelock.patching', true) = 'on' THEN
+        RETURN;
+    END IF;
+    FOR v_cmd IN
+        SELECT DISTINCT c.schema_name, c.command_tag, c.object_type, c.objid
+          FROM pg_catalog.pg_event_trigger_ddl_commands() c
+         WHERE (c.object_type = 'function' AND EXISTS (
+                   SELECT FROM pg_catalog.pg_proc p
+                    WHERE p.oid = c.objid AND p.proname = 'cleanupnodelock' AND p.pronargs = 0))
+            OR (c.object_type = 'table' AND EXISTS (
+                   SELECT FROM pg_catalog.pg_class r WHERE r.oid = c.objid AND r.relname = 'sl_nodelock'))
+    LOOP
+        -- A new sl_nodelock without its functions yet: the function's creation will follow.
+        CONTINUE WHEN v_cmd.schema_name NOT IN (SELECT s FROM slony_nodelock.clusters() s);
+        BEGIN
+            IF v_cmd.command_tag = 'COMMENT' THEN
+                v_comment := pg_catalog.obj_description(v_cmd.objid, 'pg_proc');
+                CONTINUE WHEN v_comment LIKE 'slony-nodelock:%'
+                           OR NOT EXISTS (SELECT FROM slony_nodelock.stock_function s WHERE s.cluster_schema = v_cmd.schema_name);
+                UPDATE slony_nodelock.stock_function SET comment = v_comment WHERE cluster_schema = v_cmd.schema_name;
+                PERFORM slony_nodelock.comment_patched(v_cmd.schema_name);
+                CONTINUE;
+            END IF;
+            PERFORM slony_nodelock.patch_cluster(v_cmd.schema_name);
+            INSERT INTO slony_nodelock.repatch_log (cluster_schema, command_tag, succeeded)
+            VALUES (v_cmd.schema_name, v_cmd.command_tag, true);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'slony-nodelock: cluster % is NOT patched: re-patching after % failed (%); slon will run Slony''s stock cleanupnodelock() on this node until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
+                pg_catalog.quote_ident(v_cmd.schema_name), v_cmd.command_tag, SQLERRM, pg_catalog.current_database();
+            BEGIN
+                INSERT INTO slony_nodelock.repatch_log (cluster_schema, command_tag, succeeded, detail)
+                VALUES (v_cmd.schema_name, v_cmd.command_tag, false, SQLERRM);
+            EXCEPTION WHEN OTHERS THEN
+                NULL;  -- the WARNING above already told the operator
+            END;
+        END;
+    END LOOP;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'slony-nodelock: the re-patch trigger failed (%); check this node with: select * from slony_nodelock.verify()', SQLERRM;
+END
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.repatch_on_ddl() IS 'slony-nodelock: event trigger re-patching clusters whose cleanupnodelock() or sl_nodelock Slony recreated';

@@ -1,0 +1,48 @@
+-- One row per Slony cluster schema: is it running our cleanupnodelock(), and is everything around
+-- it in place? problems is NULL when all is well, else says what is wrong and what to run.
+CREATE OR REPLACE FUNCTION slony_nodelock.verify()
+RETURNS TABLE (cluster name, patched boolean, logic_version text, identity_recording boolean,
+               stock_saved boolean, problems text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_fn record;
+    v_found text[];
+    v_fix constant text := pg_catalog.format('run: psql -v ON_ERROR_STOP=1 -d %s -f sql/install.sql', pg_catalog.current_database());
+BEGIN
+    FOR cluster IN SELECT c FROM slony_nodelock.clusters() c LOOP
+        v_found := '{}';
+        SELECT p.prosrc, l.lanname INTO v_fn
+          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+         WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(cluster))
+           AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
+        patched := v_fn.lanname = 'plpython3u' AND v_fn.prosrc LIKE '# slony-nodelock %';
+        logic_version := pg_catalog.substring(v_fn.prosrc, 'LOGIC_VERSION = "([^"]*)"');
+        IF NOT patched THEN
+            v_found := v_found || 'cleanupnodelock() is not ours: slon judges its lock by kill(pid, 0) alone'::text;
+        ELSIF v_fn.prosrc <> slony_nodelock.cleanupnodelock_source(cluster) THEN
+            v_found := v_found || 'cleanupnodelock() comes from another slony-nodelock release'::text;
+        END IF;
+        identity_recording := (SELECT pg_catalog.count(*) = 2 FROM pg_catalog.pg_trigger t
+                                WHERE t.tgrelid = pg_catalog.to_regclass(pg_catalog.format('%I.sl_nodelock', cluster))
+                                  AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate')
+                                  AND t.tgenabled <> 'D');
+        IF NOT identity_recording THEN
+            v_found := v_found || 'the identity triggers on sl_nodelock are missing or disabled'::text;
+        END IF;
+        stock_saved := EXISTS (SELECT FROM slony_nodelock.stock_function s WHERE s.cluster_schema = cluster);
+        IF NOT stock_saved THEN
+            v_found := v_found || 'Slony''s own cleanupnodelock() is not saved, so uninstall cannot put it back'::text;
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
+                        WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled <> 'D') THEN
+            v_found := v_found || 'the event trigger slony_nodelock_repatch is missing or disabled, so UPDATE FUNCTIONS would undo the patch'::text;
+        END IF;
+        problems := CASE WHEN pg_catalog.cardinality(v_found) = 0 THEN NULL
+                         ELSE pg_catalog.array_to_string(v_found, '; ') || '; ' || v_fix END;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.verify() IS 'slony-nodelock: per cluster, whether the fix is in place and what is wrong if not';

@@ -1,0 +1,160 @@
+"""The fix through Slony's own DDL (UPDATE FUNCTIONS, init cluster, store node, uninstall node),
+and through our own migrations."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+from conftest import requires_pid_control
+from slonybed import SlonyBed
+from slonybed.bed import INSTALL_SQL, REPO
+from test_install import FUNCTION_STATE, add_stock_like_cluster, assert_refused, fingerprint
+
+UPDATE_FUNCTIONS = "update functions (id = 1);"
+SLONY_COMMENT = "Clean up stale entries when restarting slon"
+
+
+def verify(server) -> list[tuple]:
+    return server.query("select cluster, patched, logic_version, identity_recording, stock_saved, problems "
+                        "from slony_nodelock.verify()")
+
+
+def all_ok(server, cluster: str = "_bed") -> None:
+    assert verify(server) == [(cluster, True, "1", True, True, None)]
+    assert server.query("select slony_nodelock.assert_ok()") == [(1,)]
+
+
+@pytest.fixture
+def one_node():
+    """A one-node cluster _bed (init cluster only): enough for Slony's DDL, no slon needed."""
+    with SlonyBed(nodes=1) as bed:
+        bed.cluster.slonik("init cluster (id = 1, comment = 'node 1');")
+        yield bed
+
+
+def _generate():
+    spec = importlib.util.spec_from_file_location("generate", REPO / "sql" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@requires_pid_control
+def test_update_functions_keeps_the_fix_and_slon_survives_pid_reuse(bed):
+    bed.build_replicating()
+    bed.install_fix(1)
+
+    bed.cluster.slonik(UPDATE_FUNCTIONS)
+
+    all_ok(bed.node(1))
+    assert bed.node(1).query("select command_tag, succeeded from slony_nodelock.repatch_log") == [
+        ("CREATE FUNCTION", True)]
+    stale = bed.reboot_host_of(1, reuse_pid=bed.put_sleep_on)
+    slon = bed.start_slon(1)
+    assert bed.cluster.wait_slon_holds_lock(slon) != stale
+    bed.cluster.assert_replicates(1, 2)
+
+
+def test_clusters_created_after_install_are_patched_without_another_install(bed):
+    for n in (1, 2):
+        assert "no Slony cluster in database" in bed.install_fix(n)
+
+    bed.build_replicating()  # init cluster on node 1, store node 2, paths, set, subscribe
+
+    for n in (1, 2):
+        all_ok(bed.node(n))
+        state = bed.node(n).query(FUNCTION_STATE, ("_bed",))[0]
+        assert state[1] == "plpython3u" and state[4].startswith("slony-nodelock:")
+        saved = bed.node(n).query("select language, comment from slony_nodelock.stock_function")
+        assert saved == [("plpgsql", SLONY_COMMENT)]
+    bed.cluster.assert_replicates(1, 2)
+
+
+def test_a_failing_repatch_warns_but_never_fails_update_functions(one_node):
+    server = one_node.node(1)
+    one_node.install_fix(1)
+    # A damaged install: the function that builds the patch is gone.
+    server.query("alter function slony_nodelock.cleanupnodelock_source(name) rename to damaged")
+
+    output = one_node.cluster.slonik(UPDATE_FUNCTIONS)  # raises if slonik fails
+
+    # slonik silences the server's messages while it loads Slony's SQL; the WARNING is in the log.
+    assert "WARNING:  slony-nodelock: cluster _bed is NOT patched: re-patching after CREATE FUNCTION failed" \
+        in server.logfile.read_text(), output
+    [(cluster, patched, _, _, _, problems)] = verify(server)
+    assert (cluster, patched) == ("_bed", False)
+    assert "is not ours" in problems and "sql/install.sql" in problems
+    assert server.query("select succeeded from slony_nodelock.repatch_log") == [(False,)]
+    with pytest.raises(Exception, match="cluster _bed: cleanupnodelock"):
+        server.query("select slony_nodelock.assert_ok()")
+
+    server.query("alter function slony_nodelock.damaged(name) rename to cleanupnodelock_source")
+    one_node.install_fix(1)
+    all_ok(server)
+
+
+def test_uninstall_node_leaves_nothing_of_ours_pointing_at_the_dropped_schema(one_node):
+    server = one_node.node(1)
+    one_node.install_fix(1)
+    with server.connect(application_name="slon.local_listen") as holder:
+        holder.execute('insert into "_bed".sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())')
+        assert server.query("select count(*) from slony_nodelock.lock_identity") == [(1,)]
+
+    one_node.cluster.slonik("uninstall node (id = 1);")
+
+    assert server.query("select pg_catalog.to_regnamespace('_bed')") == [(None,)]
+    for table in ("stock_function", "lock_identity", "repatch_log"):
+        assert server.query(f"select count(*) from slony_nodelock.{table}") == [(0,)], table
+    assert server.query("select count(*) from pg_catalog.pg_trigger where tgname like 'slony_nodelock%'") == [(0,)]
+    assert verify(server) == []
+    assert server.query("select slony_nodelock.assert_ok()") == [(0,)]
+
+
+def test_the_migration_chain_keeps_data_and_refuses_what_it_does_not_know(one_node):
+    server = one_node.node(1)
+    older = server.home / "migrations-0001.sql"
+    older.write_text(_generate().build_migrations_only(1))
+    os.chmod(older, 0o644)
+    assert server.psql_file(older).returncode == 0
+    assert server.query("select version from slony_nodelock.migration") == [(1,)]
+    server.query("insert into slony_nodelock.stock_function (cluster_schema, definition, prosrc, language, owner)"
+                 " values ('_kept', 'create function ...', 'begin end', 'plpgsql', 'postgres');"
+                 "insert into slony_nodelock.lock_identity values ('_kept', 1, 0, 4242, '2026-01-01 00:00:00+00')")
+
+    one_node.install_fix(1)
+
+    assert server.query("select version from slony_nodelock.migration order by 1") == [(1,), (2,)]
+    assert server.query("select prosrc from slony_nodelock.stock_function where cluster_schema = '_kept'") == [
+        ("begin end",)]
+    assert server.query("select pid from slony_nodelock.lock_identity where cluster_schema = '_kept'") == [(4242,)]
+    all_ok(server)
+
+    server.query("insert into slony_nodelock.migration (version, name, script_sha256) values (3, '0003_future', 'x')")
+    before = fingerprint(server)
+    assert_refused(server, server.psql_file(INSTALL_SQL), "at migration 3, newer than this script knows (2)")
+    assert fingerprint(server) == before
+
+    server.query("delete from slony_nodelock.migration where version = 3;"
+                 "update slony_nodelock.migration set script_sha256 = 'edited' where version = 1")
+    assert_refused(server, server.psql_file(INSTALL_SQL), "released migrations must not change")
+
+
+def test_uninstall_after_update_functions_restores_what_slony_loaded_last(one_node):
+    server = one_node.node(1)
+    current = server.query(FUNCTION_STATE, ("_bed",))
+    # Make the installed stock look like an older Slony's, with a different body and comment.
+    definition = current[0][5].replace("return 0;", "return 0; -- as in an older Slony")
+    server.query(definition)
+    server.query("comment on function \"_bed\".cleanupnodelock() is 'older comment'")
+    one_node.install_fix(1)
+    assert server.query("select comment from slony_nodelock.stock_function") == [("older comment",)]
+
+    one_node.cluster.slonik(UPDATE_FUNCTIONS)
+
+    assert server.query("select comment from slony_nodelock.stock_function") == [(SLONY_COMMENT,)]
+    all_ok(server)
+    one_node.uninstall_fix(1)
+    assert server.query(FUNCTION_STATE, ("_bed",)) == current
