@@ -62,17 +62,9 @@ def test_fix_still_refuses_a_second_slon_and_the_first_keeps_replicating(fixed_b
     fixed_bed.cluster.assert_replicates(1, 2)
 
 
-def _wait_backend_gone(server, pid: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while server.query("select 1 from pg_catalog.pg_stat_activity where pid = %s", (pid,)):
-        assert time.monotonic() < deadline, f"backend {pid} did not exit"
-        time.sleep(0.05)
-
-
 def test_exactly_one_of_two_slons_started_together_runs_in_20_trials(bed):
     bed.cluster.build()
     bed.install_fix(1)
-    server = bed.node(1)
     for trial in range(20):
         pair = [bed.cluster.start_slon(1), bed.cluster.start_slon(1)]
         deadline = time.monotonic() + 20
@@ -83,8 +75,8 @@ def test_exactly_one_of_two_slons_started_together_runs_in_20_trials(bed):
         winner = next(slon for slon in pair if slon not in refused)
         assert DUPLICATE_LOCK in refused[0].log, refused[0].log
         # The other one runs: it holds the lock with its own backend and is still alive.
-        holder = bed.cluster.wait_slon_holds_lock(winner)
+        bed.cluster.wait_slon_holds_lock(winner)
         assert winner.alive() and not refused[0].alive()
         winner.stop()
         # The next trial must find the old lock stale, not still live on an exiting backend.
-        _wait_backend_gone(server, holder)
+        bed.cluster.wait_lock_holder_gone(1)

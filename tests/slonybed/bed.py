@@ -131,7 +131,13 @@ class SlonyBed:
         assert self.cluster.own_lock_pid(node_id) == stale, "the lock row did not survive"
         if reuse_pid is not None:
             reuse_pid(stale)
-        self.slons = {n: self.cluster.start_slon(n) for n in self.cluster.nodes if n != node_id}
+        others = [n for n in self.cluster.nodes if n != node_id]
+        # A supervisor restarts slon after a pause; restarting it while its old backend is still
+        # exiting would make stock Slony refuse it (the race its FATAL "residual idle backend"
+        # message is about), which is not what these scenarios are about.
+        for n in others:
+            self.cluster.wait_lock_holder_gone(n)
+        self.slons = {n: self.cluster.start_slon(n) for n in others}
         return stale
 
     def start_slon(self, node_id: int) -> Slon:

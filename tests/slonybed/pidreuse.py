@@ -38,6 +38,18 @@ def _prepare_next_fork(pid: int) -> None:
     NS_LAST_PID.write_text(str(pid - 1))
 
 
+class _CounterRestored:
+    """Puts the PID counter back where it was once a claim is done. Left rewound, the next forks
+    would take PIDs that recently exited, such as another node's old slon backend still named in
+    its lock row, and reproduce the bug where no scenario meant to."""
+
+    def __enter__(self) -> None:
+        self.counter = int(NS_LAST_PID.read_text())
+
+    def __exit__(self, *exc) -> None:
+        NS_LAST_PID.write_text(str(max(self.counter, int(NS_LAST_PID.read_text()))))
+
+
 def can_force_pids() -> bool:
     try:
         NS_LAST_PID.write_text(NS_LAST_PID.read_text().strip())
@@ -59,13 +71,14 @@ class SleepHolder:
 
     @classmethod
     def claim(cls, pid: int, cwd: Path) -> "SleepHolder":
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            _prepare_next_fork(pid)
-            process = SessionProcess.start(["sleep", "infinity"], cwd=cwd)
-            if process.pid == pid:
-                attempt_log.append(attempt)
-                return cls(process)
-            process.kill_session()
+        with _CounterRestored():
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                _prepare_next_fork(pid)
+                process = SessionProcess.start(["sleep", "infinity"], cwd=cwd)
+                if process.pid == pid:
+                    attempt_log.append(attempt)
+                    return cls(process)
+                process.kill_session()
         raise RuntimeError(f"could not get pid {pid} in {MAX_ATTEMPTS} attempts")
 
     def release(self) -> None:
@@ -121,13 +134,14 @@ class BackendHolder:
 
     def claim(self, pid: int) -> "BackendHolder":
         target = self.server.conninfo(application_name=self.application_name)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            _prepare_next_fork(pid)
-            self._send(f"\\connect '{target}'")
-            if self._new_backend_pid() == pid:
-                self.pid = pid
-                attempt_log.append(attempt)
-                return self
+        with _CounterRestored():
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                _prepare_next_fork(pid)
+                self._send(f"\\connect '{target}'")
+                if self._new_backend_pid() == pid:
+                    self.pid = pid
+                    attempt_log.append(attempt)
+                    return self
         raise RuntimeError(f"could not get pid {pid} in {MAX_ATTEMPTS} attempts")
 
     def release(self) -> None:

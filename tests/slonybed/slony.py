@@ -162,6 +162,16 @@ class SlonyCluster:
             time.sleep(0.1)
         raise AssertionError(f"slon for node {slon.node_id} took no lock in {timeout}s:\n{slon.log}")
 
+    def wait_lock_holder_gone(self, node_id: int, timeout: float = 15) -> None:
+        """Wait until the backend named in the node's own lock row has exited."""
+        pid = self.own_lock_pid(node_id)
+        deadline = time.monotonic() + timeout
+        while pid is not None and self.node(node_id).query(
+            "select 1 from pg_catalog.pg_stat_activity where pid = %s", (pid,)
+        ):
+            assert time.monotonic() < deadline, f"node {node_id}'s lock holder {pid} did not exit"
+            time.sleep(0.05)
+
     def assert_replicates(self, origin: int, subscriber: int, timeout: float = 60) -> str:
         """Insert a row on origin and return once subscriber has it; fail after timeout."""
         note = f"probe-{uuid.uuid4()}"
@@ -171,4 +181,9 @@ class SlonyCluster:
             if self.node(subscriber).query(f"select 1 from {TABLE} where note = %s", (note,)):
                 return note
             time.sleep(0.2)
-        raise AssertionError(f"row {note!r} did not reach node {subscriber} within {timeout}s")
+        latest = {slon.node_id: slon for slon in self.slons}  # the last slon started per node
+        logs = "\n".join(
+            f"--- slon for node {slon.node_id} (alive: {slon.alive()}):\n" + "\n".join(
+                line for line in slon.log.splitlines() if " CONFIG " not in line)[-2500:]
+            for slon in latest.values())
+        raise AssertionError(f"row {note!r} did not reach node {subscriber} within {timeout}s\n{logs}")
