@@ -361,6 +361,8 @@ def adopt(plpy, cache, cluster):
 return adopt(plpy, SD, p_cluster)
 $slony_nodelock_py$;
 COMMENT ON FUNCTION slony_nodelock.adopt_live_locks(name) IS 'slony-nodelock: record identities of live lock rows that have none';
+-- Changes the catalog; for the superuser who installs, not for every role.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.adopt_live_locks(name) FROM PUBLIC;
 
 -- The raising form of verify(), Sqitch-style, for monitoring and for
 -- psql -v ON_ERROR_STOP=1 -c 'select slony_nodelock.assert_ok()': returns how many clusters are
@@ -661,6 +663,8 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.comment_patched(name) IS 'slony-nodelock: comment a replacement cleanupnodelock() as ours';
+-- Changes the catalog; for the superuser who installs, not for every role.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.comment_patched(name) FROM PUBLIC;
 
 -- Event trigger (sql_drop): when a cluster schema or its sl_nodelock is dropped (slonik's
 -- uninstall node drops the schema), forget what we kept about it, so that nothing of ours points
@@ -704,6 +708,8 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.forget_truncated_locks() IS 'slony-nodelock: trigger forgetting identities of truncated sl_nodelock rows';
+-- A trigger function that writes our table with our rights: nobody else may attach it.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.forget_truncated_locks() FROM PUBLIC;
 
 -- Patches every Slony cluster schema in the database; returns how many it changed.
 CREATE OR REPLACE FUNCTION slony_nodelock.patch_all_clusters()
@@ -729,6 +735,8 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.patch_all_clusters() IS 'slony-nodelock: patch every Slony cluster schema in this database';
+-- Changes the catalog; for the superuser who installs, not for every role.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.patch_all_clusters() FROM PUBLIC;
 
 -- Replaces one cluster's cleanupnodelock() with ours (saving Slony's first), and puts the identity
 -- triggers on its sl_nodelock. Returns whether anything changed.
@@ -815,6 +823,8 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.patch_cluster(name) IS 'slony-nodelock: replace one cluster''s cleanupnodelock() and record lock identities';
+-- Changes the catalog; for the superuser who installs, not for every role.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.patch_cluster(name) FROM PUBLIC;
 
 -- Event trigger (ddl_command_end): when Slony creates or replaces a cluster's cleanupnodelock()
 -- (UPDATE FUNCTIONS, init cluster, store node), or recreates its sl_nodelock, patch that cluster
@@ -905,13 +915,16 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.track_lock_identity() IS 'slony-nodelock: trigger recording the backend (pid, backend_start) that takes each sl_nodelock row';
+-- A trigger function that writes our table with our rights: nobody else may attach it.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.track_lock_identity() FROM PUBLIC;
 
 -- One row per Slony cluster schema: is it running our cleanupnodelock(), and is everything around
 -- it in place? problems is NULL when all is well, else says what is wrong and what to run.
+-- SECURITY DEFINER so that a monitoring role can call it: it only reads, and returns only this.
 CREATE OR REPLACE FUNCTION slony_nodelock.verify()
 RETURNS TABLE (cluster name, patched boolean, logic_version text, identity_recording boolean,
                stock_saved boolean, problems text)
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -932,8 +945,12 @@ BEGIN
         ELSIF v_fn.prosrc <> slony_nodelock.cleanupnodelock_source(cluster) THEN
             v_found := v_found || 'cleanupnodelock() comes from another slony-nodelock release'::text;
         END IF;
-        identity_recording := (SELECT pg_catalog.count(*) = 2 FROM pg_catalog.pg_trigger t
-                                WHERE t.tgrelid = pg_catalog.to_regclass(pg_catalog.format('%I.sl_nodelock', cluster))
+        -- Through the catalogs, not to_regclass(): a monitoring role need not have USAGE on the schema.
+        identity_recording := (SELECT pg_catalog.count(*) = 2
+                                 FROM pg_catalog.pg_trigger t
+                                 JOIN pg_catalog.pg_class r ON r.oid = t.tgrelid
+                                 JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
+                                WHERE n.nspname = cluster AND r.relname = 'sl_nodelock'
                                   AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate')
                                   AND t.tgenabled <> 'D');
         IF NOT identity_recording THEN

@@ -250,3 +250,15 @@ def test_a_role_that_cannot_see_the_holder_keeps_the_row_and_says_why(server):
         assert server.query("select nl_backendpid from _c1.sl_nodelock") == [(holder_pid,)]
         assert len(notices) == 1 and f"kept lock of cluster \"_c1\" node 1 conncnt 0 pid {holder_pid}" in notices[0]
         assert "hidden from this role (grant it pg_read_all_stats)" in notices[0]
+
+
+def test_other_roles_may_check_the_node_but_not_change_it(server):
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    server.query("create role monitor login")
+    with server.connect(user="monitor") as monitor:
+        assert monitor.execute("select cluster, patched from slony_nodelock.verify()").fetchall() == [("_c1", True)]
+        for call in ("slony_nodelock.patch_all_clusters()", "slony_nodelock.patch_cluster('_c1')",
+                     "slony_nodelock.adopt_live_locks('_c1')"):
+            with pytest.raises(Exception, match="permission denied"):
+                monitor.execute(f"select {call}")

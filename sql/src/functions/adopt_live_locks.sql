@@ -10,3 +10,5 @@ AS $@PY@$
 return adopt(plpy, SD, p_cluster)
 $@PY@$;
 COMMENT ON FUNCTION slony_nodelock.adopt_live_locks(name) IS 'slony-nodelock: record identities of live lock rows that have none';
+-- Changes the catalog; for the superuser who installs, not for every role.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.adopt_live_locks(name) FROM PUBLIC;

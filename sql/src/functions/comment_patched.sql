@@ -16,3 +16,5 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.comment_patched(name) IS 'slony-nodelock: comment a replacement cleanupnodelock() as ours';
+-- Changes the catalog; for the superuser who installs, not for every role.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.comment_patched(name) FROM PUBLIC;

@@ -11,3 +11,5 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.forget_truncated_locks() IS 'slony-nodelock: trigger forgetting identities of truncated sl_nodelock rows';
+-- A trigger function that writes our table with our rights: nobody else may attach it.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.forget_truncated_locks() FROM PUBLIC;

@@ -22,3 +22,5 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.patch_all_clusters() IS 'slony-nodelock: patch every Slony cluster schema in this database';
+-- Changes the catalog; for the superuser who installs, not for every role.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.patch_all_clusters() FROM PUBLIC;

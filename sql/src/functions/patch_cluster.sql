@@ -83,3 +83,5 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.patch_cluster(name) IS 'slony-nodelock: replace one cluster''s cleanupnodelock() and record lock identities';
+-- Changes the catalog; for the superuser who installs, not for every role.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.patch_cluster(name) FROM PUBLIC;

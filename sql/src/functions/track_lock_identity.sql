@@ -29,3 +29,5 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.track_lock_identity() IS 'slony-nodelock: trigger recording the backend (pid, backend_start) that takes each sl_nodelock row';
+-- A trigger function that writes our table with our rights: nobody else may attach it.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.track_lock_identity() FROM PUBLIC;

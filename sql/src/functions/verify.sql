@@ -1,9 +1,10 @@
 -- One row per Slony cluster schema: is it running our cleanupnodelock(), and is everything around
 -- it in place? problems is NULL when all is well, else says what is wrong and what to run.
+-- SECURITY DEFINER so that a monitoring role can call it: it only reads, and returns only this.
 CREATE OR REPLACE FUNCTION slony_nodelock.verify()
 RETURNS TABLE (cluster name, patched boolean, logic_version text, identity_recording boolean,
                stock_saved boolean, problems text)
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -24,8 +25,12 @@ BEGIN
         ELSIF v_fn.prosrc <> slony_nodelock.cleanupnodelock_source(cluster) THEN
             v_found := v_found || 'cleanupnodelock() comes from another slony-nodelock release'::text;
         END IF;
-        identity_recording := (SELECT pg_catalog.count(*) = 2 FROM pg_catalog.pg_trigger t
-                                WHERE t.tgrelid = pg_catalog.to_regclass(pg_catalog.format('%I.sl_nodelock', cluster))
+        -- Through the catalogs, not to_regclass(): a monitoring role need not have USAGE on the schema.
+        identity_recording := (SELECT pg_catalog.count(*) = 2
+                                 FROM pg_catalog.pg_trigger t
+                                 JOIN pg_catalog.pg_class r ON r.oid = t.tgrelid
+                                 JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
+                                WHERE n.nspname = cluster AND r.relname = 'sl_nodelock'
                                   AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate')
                                   AND t.tgenabled <> 'D');
         IF NOT identity_recording THEN
