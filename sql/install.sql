@@ -271,8 +271,9 @@ BACKENDS = (
 
 
 def _plans(plpy, cache, cluster):
-    """Prepared statements for the cluster, kept for the session in the function's SD."""
-    plans = cache.get(cluster)
+    """Prepared statements for the cluster, kept for the session in the function's SD (under a
+    tuple key, which no other SD entry uses)."""
+    plans = cache.get(("plans", cluster))
     if plans is None:
         table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
         me = plpy.execute("select pg_catalog.pg_backend_pid() as pid,"
@@ -297,7 +298,7 @@ def _plans(plpy, cache, cluster):
                 " on conflict (cluster_schema, nl_nodeid, nl_conncnt) do nothing",
                 ["name", "int4", "int4", "int4", "int8"]),
         }
-        cache[cluster] = plans
+        cache[("plans", cluster)] = plans
     return plans
 
 
@@ -403,6 +404,9 @@ SELECT '# slony-nodelock 0.2.0: replaces Slony''s cleanupNodelock(); uninstall w
     OPERATOR(pg_catalog.||) pg_catalog.encode(pg_catalog.convert_to(p_cluster::text, 'UTF8'), 'hex')
     OPERATOR(pg_catalog.||) ''').decode()' OPERATOR(pg_catalog.||) E'\n'
     OPERATOR(pg_catalog.||) $slony_nodelock_py$
+# The code below defines the logic; it runs once per session, after that SD holds it.
+if "slony_nodelock.cleanup" in SD:
+    return SD["slony_nodelock.cleanup"](plpy, SD, CLUSTER)
 # ---- plpython/slony_nodelock/liveness.py ----
 # Who really holds a Slony sl_nodelock row: the pure decision, with no database access.
 #
@@ -535,8 +539,9 @@ BACKENDS = (
 
 
 def _plans(plpy, cache, cluster):
-    """Prepared statements for the cluster, kept for the session in the function's SD."""
-    plans = cache.get(cluster)
+    """Prepared statements for the cluster, kept for the session in the function's SD (under a
+    tuple key, which no other SD entry uses)."""
+    plans = cache.get(("plans", cluster))
     if plans is None:
         table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
         me = plpy.execute("select pg_catalog.pg_backend_pid() as pid,"
@@ -561,7 +566,7 @@ def _plans(plpy, cache, cluster):
                 " on conflict (cluster_schema, nl_nodeid, nl_conncnt) do nothing",
                 ["name", "int4", "int4", "int4", "int8"]),
         }
-        cache[cluster] = plans
+        cache[("plans", cluster)] = plans
     return plans
 
 
@@ -622,6 +627,7 @@ def adopt(plpy, cache, cluster):
             adopted += result.nrows()
     return adopted
 
+SD["slony_nodelock.cleanup"] = cleanup
 return cleanup(plpy, SD, CLUSTER)
 $slony_nodelock_py$
 $fn$;

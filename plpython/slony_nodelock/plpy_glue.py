@@ -34,8 +34,9 @@ BACKENDS = (
 
 
 def _plans(plpy, cache, cluster):
-    """Prepared statements for the cluster, kept for the session in the function's SD."""
-    plans = cache.get(cluster)
+    """Prepared statements for the cluster, kept for the session in the function's SD (under a
+    tuple key, which no other SD entry uses)."""
+    plans = cache.get(("plans", cluster))
     if plans is None:
         table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
         me = plpy.execute("select pg_catalog.pg_backend_pid() as pid,"
@@ -60,7 +61,7 @@ def _plans(plpy, cache, cluster):
                 " on conflict (cluster_schema, nl_nodeid, nl_conncnt) do nothing",
                 ["name", "int4", "int4", "int4", "int8"]),
         }
-        cache[cluster] = plans
+        cache[("plans", cluster)] = plans
     return plans
 
 

@@ -12,8 +12,12 @@ SELECT '# slony-nodelock @VERSION@: replaces Slony''s cleanupNodelock(); uninsta
     OPERATOR(pg_catalog.||) pg_catalog.encode(pg_catalog.convert_to(p_cluster::text, 'UTF8'), 'hex')
     OPERATOR(pg_catalog.||) ''').decode()' OPERATOR(pg_catalog.||) E'\n'
     OPERATOR(pg_catalog.||) $@PY@$
+# The code below defines the logic; it runs once per session, after that SD holds it.
+if "slony_nodelock.cleanup" in SD:
+    return SD["slony_nodelock.cleanup"](plpy, SD, CLUSTER)
 #@embed plpython/slony_nodelock/liveness.py
 #@embed plpython/slony_nodelock/plpy_glue.py
+SD["slony_nodelock.cleanup"] = cleanup
 return cleanup(plpy, SD, CLUSTER)
 $@PY@$
 $fn$;
