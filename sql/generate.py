@@ -42,8 +42,10 @@ def dollar_quote(text: str, tag: str) -> str:
 def embedded(match: re.Match) -> str:
     source = (ROOT / match.group(1)).read_text()
     source = DROP_WHEN_EMBEDDED.sub("", source)
-    if f"${PY_TAG}$" in source:
-        raise SystemExit(f"generate: {match.group(1)} contains the dollar-quote tag ${PY_TAG}$")
+    # The Python lands inside $PY_TAG$ quotes, themselves inside a function body's $fn$ quotes.
+    for tag in (f"${PY_TAG}$", "$fn$"):
+        if tag in source:
+            raise SystemExit(f"generate: {match.group(1)} contains the dollar-quote tag {tag}")
     return f"# ---- {match.group(1)} ----\n{source.rstrip()}\n"
 
 
@@ -77,6 +79,7 @@ def substitute(text: str, latest: int | None = None) -> str:
     return (
         text.replace("@VERSION@", version())
         .replace("@MIN_SERVER_VERSION_NUM@", str(MIN_SERVER_VERSION_NUM))
+        .replace("@MIN_SERVER_MAJOR@", str(MIN_SERVER_VERSION_NUM // 10000))
         .replace("@LATEST_MIGRATION@", str(latest or len(migrations())))
         .replace("@PY@", PY_TAG)
     )

@@ -144,10 +144,9 @@ AS $slony_nodelock_py$
 #
 # The same source runs in two places: embedded by sql/generate.py into the PL/Python bodies of
 # each cluster's replacement cleanupnodelock() and of slony_nodelock.adopt_live_locks() (where it
-# runs as part of the function body), and imported as slony_nodelock.liveness by the tools and
-# the unit tests. So it keeps to plain
-# functions and builtin types: no imports, no __future__, no classes that would be rebuilt on
-# every call inside PL/Python.
+# runs as part of the function body), and imported as slony_nodelock.liveness by the unit tests.
+# So it keeps to plain functions and builtin types: no imports, no __future__, no classes that
+# would be rebuilt inside PL/Python.
 #
 # Inputs are mappings, the shape plpy.execute() and psycopg's dict_row both return:
 #   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid"}
@@ -285,6 +284,7 @@ def _plans(plpy, cache, cluster):
             # The same lock Slony's own version takes, so that two cleanups cannot interleave.
             "locks_for_update": plpy.prepare(LOCKS % table + " for update of l", ["name"]),
             "backends": plpy.prepare(BACKENDS, ["int4[]"]),
+            "fresh_activity": plpy.prepare("select pg_catalog.pg_stat_clear_snapshot()"),
             "delete": plpy.prepare(
                 "delete from %s where (nl_nodeid, nl_conncnt) in"
                 " (select * from rows from (pg_catalog.unnest($1::pg_catalog.int4[]),"
@@ -311,6 +311,9 @@ def _judged(plpy, plans, locks):
         if row["recorded_pid"] is not None:
             identities.append({"nl_nodeid": row["nl_nodeid"], "nl_conncnt": row["nl_conncnt"],
                                "pid": row["recorded_pid"], "backend_start": row["recorded_start"]})
+    # pg_stat_activity is read once per transaction and then kept; a holder that connected since
+    # the caller's transaction first looked would be missing, and its live lock judged stale.
+    plpy.execute(plans["fresh_activity"])
     backends = plpy.execute(plans["backends"], [list(pids)])
     return judge(locks, identities, backends, plans["caller"], plans["database"]), backends
 
@@ -412,10 +415,9 @@ if "slony_nodelock.cleanup" in SD:
 #
 # The same source runs in two places: embedded by sql/generate.py into the PL/Python bodies of
 # each cluster's replacement cleanupnodelock() and of slony_nodelock.adopt_live_locks() (where it
-# runs as part of the function body), and imported as slony_nodelock.liveness by the tools and
-# the unit tests. So it keeps to plain
-# functions and builtin types: no imports, no __future__, no classes that would be rebuilt on
-# every call inside PL/Python.
+# runs as part of the function body), and imported as slony_nodelock.liveness by the unit tests.
+# So it keeps to plain functions and builtin types: no imports, no __future__, no classes that
+# would be rebuilt inside PL/Python.
 #
 # Inputs are mappings, the shape plpy.execute() and psycopg's dict_row both return:
 #   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid"}
@@ -553,6 +555,7 @@ def _plans(plpy, cache, cluster):
             # The same lock Slony's own version takes, so that two cleanups cannot interleave.
             "locks_for_update": plpy.prepare(LOCKS % table + " for update of l", ["name"]),
             "backends": plpy.prepare(BACKENDS, ["int4[]"]),
+            "fresh_activity": plpy.prepare("select pg_catalog.pg_stat_clear_snapshot()"),
             "delete": plpy.prepare(
                 "delete from %s where (nl_nodeid, nl_conncnt) in"
                 " (select * from rows from (pg_catalog.unnest($1::pg_catalog.int4[]),"
@@ -579,6 +582,9 @@ def _judged(plpy, plans, locks):
         if row["recorded_pid"] is not None:
             identities.append({"nl_nodeid": row["nl_nodeid"], "nl_conncnt": row["nl_conncnt"],
                                "pid": row["recorded_pid"], "backend_start": row["recorded_start"]})
+    # pg_stat_activity is read once per transaction and then kept; a holder that connected since
+    # the caller's transaction first looked would be missing, and its live lock judged stale.
+    plpy.execute(plans["fresh_activity"])
     backends = plpy.execute(plans["backends"], [list(pids)])
     return judge(locks, identities, backends, plans["caller"], plans["database"]), backends
 
@@ -674,10 +680,11 @@ REVOKE EXECUTE ON FUNCTION slony_nodelock.comment_patched(name) FROM PUBLIC;
 
 -- Event trigger (sql_drop): when a cluster schema or its sl_nodelock is dropped (slonik's
 -- uninstall node drops the schema), forget what we kept about it, so that nothing of ours points
--- at a schema that is gone. Never fails the DROP.
+-- at a schema that is gone. Never fails the DROP. SECURITY DEFINER: any role's DROP fires it, and
+-- only we may write our tables.
 CREATE OR REPLACE FUNCTION slony_nodelock.forget_dropped_clusters()
 RETURNS event_trigger
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -756,7 +763,6 @@ DECLARE
     v_source text := slony_nodelock.cleanupnodelock_source(p_cluster);
     v_fn pg_catalog.pg_proc;
     v_lang name;
-    v_comment text;
     v_was_patching text;
     v_changed boolean := false;
     v_adopted int4;
@@ -784,21 +790,8 @@ BEGIN
     v_was_patching := COALESCE(pg_catalog.current_setting('slony_nodelock.patching', true), '');
     PERFORM pg_catalog.set_config('slony_nodelock.patching', 'on', true);
     IF v_fn.prosrc IS DISTINCT FROM v_source OR v_lang <> 'plpython3u' THEN
-        -- Whatever is there now is what Slony installed last (ours, of any release, is never
-        -- saved). CREATE OR REPLACE keeps a function's comment, so a comment of ours found on
-        -- Slony's fresh function is not Slony's: keep the one saved before.
-        IF v_fn.prosrc NOT LIKE '# slony-nodelock %' THEN
-            v_comment := pg_catalog.obj_description(v_fn.oid, 'pg_proc');
-            IF v_comment LIKE 'slony-nodelock:%' THEN
-                v_comment := (SELECT s.comment FROM slony_nodelock.stock_function s WHERE s.cluster_schema = p_cluster);
-            END IF;
-            INSERT INTO slony_nodelock.stock_function AS s (cluster_schema, definition, prosrc, language, owner, comment)
-            VALUES (p_cluster, pg_catalog.pg_get_functiondef(v_fn.oid), v_fn.prosrc, v_lang,
-                    pg_catalog.pg_get_userbyid(v_fn.proowner), v_comment)
-            ON CONFLICT (cluster_schema) DO UPDATE
-               SET definition = EXCLUDED.definition, prosrc = EXCLUDED.prosrc, language = EXCLUDED.language,
-                   owner = EXCLUDED.owner, comment = EXCLUDED.comment, saved_at = pg_catalog.now();
-        END IF;
+        -- Whatever is there now, unless ours, is what Slony installed last.
+        PERFORM slony_nodelock.save_stock_function(p_cluster);
         EXECUTE pg_catalog.format(
             'CREATE OR REPLACE FUNCTION %I.cleanupnodelock() RETURNS int4 LANGUAGE plpython3u '
             'SET search_path = pg_catalog, pg_temp AS %L', p_cluster, v_source);
@@ -816,6 +809,19 @@ BEGIN
                                   'FOR EACH STATEMENT EXECUTE PROCEDURE slony_nodelock.forget_truncated_locks()', v_table);
         v_changed := true;
     END IF;
+    -- ALWAYS: slon's remote worker runs with session_replication_role = replica, which skips
+    -- ordinary triggers, and its deletes must still take their identity records along.
+    IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = v_table AND t.tgenabled <> 'A'
+                  AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate')) THEN
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER slony_nodelock_identity', v_table);
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER slony_nodelock_truncate', v_table);
+        v_changed := true;
+    END IF;
+    -- Records left behind while the triggers were missing or disabled.
+    EXECUTE pg_catalog.format(
+        'DELETE FROM slony_nodelock.lock_identity i WHERE i.cluster_schema = %L AND NOT EXISTS '
+        '(SELECT FROM %s l WHERE l.nl_nodeid = i.nl_nodeid AND l.nl_conncnt = i.nl_conncnt AND l.nl_backendpid = i.pid)',
+        p_cluster, v_table);
     PERFORM pg_catalog.set_config('slony_nodelock.patching', v_was_patching, true);
 
     v_adopted := slony_nodelock.adopt_live_locks(p_cluster);
@@ -863,9 +869,12 @@ BEGIN
         CONTINUE WHEN v_cmd.schema_name NOT IN (SELECT s FROM slony_nodelock.clusters() s);
         BEGIN
             IF v_cmd.command_tag = 'COMMENT' THEN
+                -- Slony comments its functions after creating them: on our replacement, that
+                -- comment is Slony's to keep for uninstall, and ours goes back on.
+                CONTINUE WHEN v_cmd.object_type <> 'function' OR NOT EXISTS (
+                    SELECT FROM pg_catalog.pg_proc p WHERE p.oid = v_cmd.objid AND p.prosrc LIKE '# slony-nodelock %');
                 v_comment := pg_catalog.obj_description(v_cmd.objid, 'pg_proc');
-                CONTINUE WHEN v_comment LIKE 'slony-nodelock:%'
-                           OR NOT EXISTS (SELECT FROM slony_nodelock.stock_function s WHERE s.cluster_schema = v_cmd.schema_name);
+                CONTINUE WHEN COALESCE(v_comment LIKE 'slony-nodelock:%', false);
                 UPDATE slony_nodelock.stock_function SET comment = v_comment WHERE cluster_schema = v_cmd.schema_name;
                 PERFORM slony_nodelock.comment_patched(v_cmd.schema_name);
                 CONTINUE;
@@ -877,6 +886,8 @@ BEGIN
             RAISE WARNING 'slony-nodelock: cluster % is NOT patched: re-patching after % failed (%); slon will run Slony''s stock cleanupnodelock() on this node until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
                 pg_catalog.quote_ident(v_cmd.schema_name), v_cmd.command_tag, SQLERRM, pg_catalog.current_database();
             BEGIN
+                -- Still remember what Slony just loaded, so that uninstall puts back this version.
+                PERFORM slony_nodelock.save_stock_function(v_cmd.schema_name);
                 INSERT INTO slony_nodelock.repatch_log (cluster_schema, command_tag, succeeded, detail)
                 VALUES (v_cmd.schema_name, v_cmd.command_tag, false, SQLERRM);
             EXCEPTION WHEN OTHERS THEN
@@ -889,6 +900,43 @@ EXCEPTION WHEN OTHERS THEN
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.repatch_on_ddl() IS 'slony-nodelock: event trigger re-patching clusters whose cleanupnodelock() or sl_nodelock Slony recreated';
+
+-- Saves a cluster's cleanupnodelock() as Slony installed it, so that uninstall can put it back.
+-- Does nothing when the function there is ours (of any release). Returns whether it saved.
+CREATE OR REPLACE FUNCTION slony_nodelock.save_stock_function(p_cluster name)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_fn pg_catalog.pg_proc;
+    v_comment text;
+BEGIN
+    SELECT p.* INTO v_fn FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(p_cluster))
+       AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
+    IF NOT FOUND OR v_fn.prosrc LIKE '# slony-nodelock %' THEN
+        RETURN false;
+    END IF;
+    -- CREATE OR REPLACE keeps a function's comment, so a comment of ours found on Slony's fresh
+    -- function is not Slony's: keep the one saved before.
+    v_comment := pg_catalog.obj_description(v_fn.oid, 'pg_proc');
+    IF v_comment LIKE 'slony-nodelock:%' THEN
+        v_comment := (SELECT s.comment FROM slony_nodelock.stock_function s WHERE s.cluster_schema = p_cluster);
+    END IF;
+    INSERT INTO slony_nodelock.stock_function AS s (cluster_schema, definition, prosrc, language, owner, comment)
+    VALUES (p_cluster, pg_catalog.pg_get_functiondef(v_fn.oid), v_fn.prosrc,
+            (SELECT l.lanname FROM pg_catalog.pg_language l WHERE l.oid = v_fn.prolang),
+            pg_catalog.pg_get_userbyid(v_fn.proowner), v_comment)
+    ON CONFLICT (cluster_schema) DO UPDATE
+       SET definition = EXCLUDED.definition, prosrc = EXCLUDED.prosrc, language = EXCLUDED.language,
+           owner = EXCLUDED.owner, comment = EXCLUDED.comment, saved_at = pg_catalog.now();
+    RETURN true;
+END
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.save_stock_function(name) IS 'slony-nodelock: save a cluster''s stock cleanupnodelock() for uninstall';
+-- Changes the catalog; for the superuser who installs, not for every role.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.save_stock_function(name) FROM PUBLIC;
 
 -- Trigger on each cluster's sl_nodelock: records who took a new lock row and forgets the record
 -- when the row goes or changes hands. SECURITY DEFINER because slon may run as a role that cannot
@@ -958,17 +1006,17 @@ BEGIN
                                  JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
                                 WHERE n.nspname = cluster AND r.relname = 'sl_nodelock'
                                   AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate')
-                                  AND t.tgenabled <> 'D');
+                                  AND t.tgenabled = 'A');
         IF NOT identity_recording THEN
-            v_found := v_found || 'the identity triggers on sl_nodelock are missing or disabled'::text;
+            v_found := v_found || 'the identity triggers on sl_nodelock are missing or not enabled ALWAYS'::text;
         END IF;
         stock_saved := EXISTS (SELECT FROM slony_nodelock.stock_function s WHERE s.cluster_schema = cluster);
         IF NOT stock_saved THEN
             v_found := v_found || 'Slony''s own cleanupnodelock() is not saved, so uninstall cannot put it back'::text;
         END IF;
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
-                        WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled <> 'D') THEN
-            v_found := v_found || 'the event trigger slony_nodelock_repatch is missing or disabled, so UPDATE FUNCTIONS would undo the patch'::text;
+                        WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled = 'A') THEN
+            v_found := v_found || 'the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE FUNCTIONS would undo the patch'::text;
         END IF;
         problems := CASE WHEN pg_catalog.cardinality(v_found) = 0 THEN NULL
                          ELSE pg_catalog.array_to_string(v_found, '; ') || '; ' || v_fix END;
@@ -987,7 +1035,8 @@ AS $fn$ SELECT '0.2.0'::text $fn$;
 COMMENT ON FUNCTION slony_nodelock.version() IS 'slony-nodelock: the installed release';
 
 -- The event triggers that keep clusters patched through Slony's own DDL. CREATE EVENT TRIGGER has
--- no OR REPLACE, so each is created only when missing (and re-enabled if someone disabled it).
+-- no OR REPLACE, so each is created only when missing. ALWAYS, so that they fire whatever
+-- session_replication_role the DDL runs under (and re-enabled if someone disabled them).
 DO $event_triggers$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = 'slony_nodelock_repatch') THEN
@@ -999,8 +1048,8 @@ BEGIN
         CREATE EVENT TRIGGER slony_nodelock_forget ON sql_drop
             EXECUTE PROCEDURE slony_nodelock.forget_dropped_clusters();
     END IF;
-    ALTER EVENT TRIGGER slony_nodelock_repatch ENABLE;
-    ALTER EVENT TRIGGER slony_nodelock_forget ENABLE;
+    ALTER EVENT TRIGGER slony_nodelock_repatch ENABLE ALWAYS;
+    ALTER EVENT TRIGGER slony_nodelock_forget ENABLE ALWAYS;
 END
 $event_triggers$;
 

@@ -13,6 +13,7 @@ BEGIN;
 SET LOCAL search_path = pg_catalog, pg_temp;
 DO $uninstall$
 DECLARE
+    v_ours record;
     v_saved record;
     v_table regclass;
 BEGIN
@@ -26,17 +27,26 @@ BEGIN
     -- First, or putting Slony's function back would set off the re-patch trigger.
     DROP EVENT TRIGGER IF EXISTS slony_nodelock_repatch;
     DROP EVENT TRIGGER IF EXISTS slony_nodelock_forget;
-    FOR v_saved IN SELECT * FROM slony_nodelock.stock_function ORDER BY cluster_schema LOOP
-        v_table := pg_catalog.to_regclass(pg_catalog.format('%I.sl_nodelock', v_saved.cluster_schema));
-        IF v_table IS NULL THEN
-            CONTINUE;  -- the cluster is gone (uninstall node); nothing to put back
+    -- Every cleanupnodelock() of ours goes, whether or not its cluster is still complete: left
+    -- behind, it would fail once our schema is gone, and slon with it.
+    FOR v_ours IN SELECT p.pronamespace::pg_catalog.regnamespace::text AS cluster, n.nspname
+                    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                   WHERE p.proname = 'cleanupnodelock' AND p.pronargs = 0 AND p.prosrc LIKE '# slony-nodelock %'
+                   ORDER BY 1 LOOP
+        SELECT * INTO v_saved FROM slony_nodelock.stock_function s WHERE s.cluster_schema = v_ours.nspname;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'slony-nodelock: Slony''s own cleanupnodelock() of cluster % was never saved, so uninstall cannot put it back; nothing was changed. Run slonik "update functions" for this node first, then uninstall again',
+                v_ours.cluster;
         END IF;
-        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS slony_nodelock_identity ON %s', v_table);
-        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS slony_nodelock_truncate ON %s', v_table);
         EXECUTE v_saved.definition;
         EXECUTE pg_catalog.format('ALTER FUNCTION %I.cleanupnodelock() OWNER TO %I', v_saved.cluster_schema, v_saved.owner);
         EXECUTE pg_catalog.format('COMMENT ON FUNCTION %I.cleanupnodelock() IS %L', v_saved.cluster_schema, v_saved.comment);
-        RAISE NOTICE 'slony-nodelock: restored Slony''s cleanupnodelock() in cluster %', pg_catalog.quote_ident(v_saved.cluster_schema);
+        RAISE NOTICE 'slony-nodelock: restored Slony''s cleanupnodelock() in cluster %', v_ours.cluster;
+    END LOOP;
+    FOR v_table IN SELECT DISTINCT t.tgrelid::pg_catalog.regclass FROM pg_catalog.pg_trigger t
+                    WHERE t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate') LOOP
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS slony_nodelock_identity ON %s', v_table);
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS slony_nodelock_truncate ON %s', v_table);
     END LOOP;
     SET LOCAL client_min_messages = warning;  -- not the list of what CASCADE takes with it
     DROP SCHEMA slony_nodelock CASCADE;

@@ -54,6 +54,9 @@ class Case:
 CASES = (
     Case("a", backends=10, rows=5, calls=300),
     Case("b", backends=90, rows=1000, calls=100),
+    # Between (a) and (b), to show how cost grows with the number of rows.
+    Case("c", backends=90, rows=250, calls=100),
+    Case("d", backends=90, rows=500, calls=100),
 )
 
 
@@ -244,14 +247,15 @@ def print_report(version: str, results: list[CaseResult]) -> None:
             print(f"warning: case ({result.case.name})'s two ours runs differ by {drift:.0%}: "
                   f"the machine was busy during the run, so take its ratio with care")
 
-    if len(results) == 2:
-        a, b = results
-        extra_rows = b.case.rows - a.case.rows
-        print(f"\nCost per extra lock row, (b) vs (a) ({extra_rows} more rows, "
-              f"{b.case.backends - a.case.backends} more backends):")
-        for implementation in ("stock", "ours"):
-            per_row = (b.median_us(implementation) - a.median_us(implementation)) / extra_rows
-            print(f"  {implementation:<6} {per_row:6.2f} us/row")
+    by_rows = sorted(results, key=lambda r: r.case.rows)
+    print("\nCost per extra lock row, from each case to the next larger one (linear growth keeps it flat):")
+    for smaller, larger in zip(by_rows, by_rows[1:]):
+        extra_rows = larger.case.rows - smaller.case.rows
+        costs = "  ".join(
+            f"{implementation} {(larger.median_us(implementation) - smaller.median_us(implementation)) / extra_rows:5.2f}"
+            for implementation in ("stock", "ours"))
+        print(f"  ({smaller.case.name}) {smaller.case.rows:>4} -> ({larger.case.name}) {larger.case.rows:>4} rows: "
+              f"{costs} us/row")
 
     notices = [(r.case.name, p.implementation, n) for r in results for p in r.phases for n in p.notices]
     if notices:

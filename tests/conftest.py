@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import statistics
+from types import ModuleType
 from collections.abc import Iterator
 
 import pytest
 
 from slonybed import SlonyBed
-from slonybed.bed import created_roots
+from slonybed.bed import REPO, created_roots
 from slonybed.pidreuse import attempt_log, can_force_pids
 from slonybed.processes import ProcessLedger
 
@@ -32,6 +34,16 @@ def bed() -> Iterator[SlonyBed]:
     with SlonyBed(nodes=2) as b:
         yield b
 
+
+def load_generator() -> ModuleType:
+    """sql/generate.py as a module, to build variants of the scripts (it is not a package)."""
+    spec = importlib.util.spec_from_file_location("generate", REPO / "sql" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount namespaces)")
 
 requires_pid_control = pytest.mark.skipif(
     os.geteuid() != 0 or not can_force_pids(),

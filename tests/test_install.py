@@ -5,16 +5,15 @@ Every refused install must leave the catalog exactly as it was.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 from psycopg import sql
 
-from conftest import requires_pid_control
+from conftest import load_generator, requires_pid_control, requires_root
 from slonybed import SlonyBed
-from slonybed.bed import INSTALL_SQL, REPO, UNINSTALL_SQL
+from slonybed.bed import INSTALL_SQL, UNINSTALL_SQL
 from slonybed.slony import DUPLICATE_LOCK
 
 FINGERPRINT = """
@@ -87,6 +86,7 @@ def test_a_non_superuser_is_refused_and_nothing_changes(server):
     assert fingerprint(server) == before
 
 
+@requires_root
 def test_a_server_without_plpython_is_told_which_package_to_install():
     with SlonyBed(nodes=0) as bed:
         server = bed.add_server(1, hidden_extensions=("plpython3u",))
@@ -101,9 +101,7 @@ def test_a_server_without_plpython_is_told_which_package_to_install():
 
 def test_a_server_older_than_the_minimum_is_refused(server):
     # No PostgreSQL 9.6 here, so the guard is exercised by raising the minimum past 15 instead.
-    spec = importlib.util.spec_from_file_location("generate", REPO / "sql" / "generate.py")
-    generate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generate)
+    generate = load_generator()
     generate.MIN_SERVER_VERSION_NUM = 990000
     script = server.home / "install-needs-99.sql"
     script.write_text(generate.build_install())
@@ -112,7 +110,7 @@ def test_a_server_older_than_the_minimum_is_refused(server):
 
     result = server.psql_file(script)
 
-    assert_refused(server, result, "is too old", "needs PostgreSQL 10 or later")
+    assert_refused(server, result, "is too old", "needs PostgreSQL 99 or later")
     assert fingerprint(server) == before
 
 
@@ -262,3 +260,40 @@ def test_other_roles_may_check_the_node_but_not_change_it(server):
                      "slony_nodelock.adopt_live_locks('_c1')"):
             with pytest.raises(Exception, match="permission denied"):
                 monitor.execute(f"select {call}")
+
+
+def test_a_holder_that_connected_after_the_callers_snapshot_is_still_seen(server):
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    with server.connect() as caller:
+        with caller.transaction():
+            # The caller's transaction takes its activity snapshot before the holder exists.
+            caller.execute("select count(*) from pg_catalog.pg_stat_activity")
+            with server.connect(application_name="slon.local_listen") as holder:
+                holder.execute("insert into _c1.sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())")
+                caller.execute("select _c1.cleanupnodelock()")
+                assert caller.execute("select count(*) from _c1.sl_nodelock").fetchone() == (1,)
+
+
+def test_identity_is_recorded_under_session_replication_role_replica(server):
+    # slon's remote worker connection runs as a replica; the identity triggers fire ALWAYS.
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    with server.connect() as replica:
+        replica.execute("set session_replication_role = replica")
+        replica.execute("insert into _c1.sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())")
+        assert _identities(server, "_c1") == [(1, 0)]
+        replica.execute("delete from _c1.sl_nodelock")
+        assert _identities(server, "_c1") == []
+
+
+def test_uninstall_refuses_rather_than_leave_an_unrestorable_function_behind(server):
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    server.query("delete from slony_nodelock.stock_function")
+    before = fingerprint(server)
+
+    result = server.psql_file(UNINSTALL_SQL)
+
+    assert_refused(server, result, "cluster _c1 was never saved", "update functions")
+    assert fingerprint(server) == before

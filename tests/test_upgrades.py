@@ -3,14 +3,13 @@ and through our own migrations."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import pytest
 
-from conftest import requires_pid_control
+from conftest import load_generator, requires_pid_control
 from slonybed import SlonyBed
-from slonybed.bed import INSTALL_SQL, REPO
+from slonybed.bed import INSTALL_SQL
 from test_install import FUNCTION_STATE, add_stock_like_cluster, assert_refused, fingerprint
 
 UPDATE_FUNCTIONS = "update functions (id = 1);"
@@ -33,13 +32,6 @@ def one_node():
     with SlonyBed(nodes=1) as bed:
         bed.cluster.slonik("init cluster (id = 1, comment = 'node 1');")
         yield bed
-
-
-def _generate():
-    spec = importlib.util.spec_from_file_location("generate", REPO / "sql" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @requires_pid_control
@@ -71,11 +63,20 @@ def test_clusters_created_after_install_are_patched_without_another_install(bed)
         saved = bed.node(n).query("select language, comment from slony_nodelock.stock_function")
         assert saved == [("plpgsql", SLONY_COMMENT)]
     bed.cluster.assert_replicates(1, 2)
+    # Every lock taken since, by slon's own INSERT or a remote slon's registerNodeConnection(),
+    # has its taker recorded.
+    locks = bed.node(1).query("""
+        select l.nl_conncnt > 0, i.pid is not null from "_bed".sl_nodelock l
+          left join slony_nodelock.lock_identity i on i.cluster_schema = '_bed'
+           and (i.nl_nodeid, i.nl_conncnt, i.pid) = (l.nl_nodeid, l.nl_conncnt, l.nl_backendpid)""")
+    assert (True, True) in locks and (False, True) in locks
+    assert all(recorded for _, recorded in locks), locks
 
 
 def test_a_failing_repatch_warns_but_never_fails_update_functions(one_node):
     server = one_node.node(1)
     one_node.install_fix(1)
+    saved_before = server.query("select saved_at from slony_nodelock.stock_function")
     # A damaged install: the function that builds the patch is gone.
     server.query("alter function slony_nodelock.cleanupnodelock_source(name) rename to damaged")
 
@@ -88,12 +89,26 @@ def test_a_failing_repatch_warns_but_never_fails_update_functions(one_node):
     assert (cluster, patched) == ("_bed", False)
     assert "is not ours" in problems and "sql/install.sql" in problems
     assert server.query("select succeeded from slony_nodelock.repatch_log") == [(False,)]
+    # What Slony just loaded is still remembered for uninstall.
+    assert server.query("select saved_at from slony_nodelock.stock_function") > saved_before
     with pytest.raises(Exception, match="cluster _bed: cleanupnodelock"):
         server.query("select slony_nodelock.assert_ok()")
 
     server.query("alter function slony_nodelock.damaged(name) rename to cleanupnodelock_source")
     one_node.install_fix(1)
     all_ok(server)
+
+
+def test_a_recreated_sl_nodelock_gets_its_identity_recording_back(one_node):
+    server = one_node.node(1)
+    one_node.install_fix(1)
+
+    server.query('alter table "_bed".sl_nodelock rename to sl_nodelock_before;'
+                 'create table "_bed".sl_nodelock (like "_bed".sl_nodelock_before including all)')
+
+    all_ok(server)
+    assert server.query("select count(*) from pg_catalog.pg_trigger where tgrelid = '\"_bed\".sl_nodelock'::regclass"
+                        " and tgname like 'slony_nodelock%' and tgenabled = 'A'") == [(2,)]
 
 
 def test_uninstall_node_leaves_nothing_of_ours_pointing_at_the_dropped_schema(one_node):
@@ -116,7 +131,7 @@ def test_uninstall_node_leaves_nothing_of_ours_pointing_at_the_dropped_schema(on
 def test_the_migration_chain_keeps_data_and_refuses_what_it_does_not_know(one_node):
     server = one_node.node(1)
     older = server.home / "migrations-0001.sql"
-    older.write_text(_generate().build_migrations_only(1))
+    older.write_text(load_generator().build_migrations_only(1))
     os.chmod(older, 0o644)
     assert server.psql_file(older).returncode == 0
     assert server.query("select version from slony_nodelock.migration") == [(1,)]

@@ -48,6 +48,7 @@ def _plans(plpy, cache, cluster):
             # The same lock Slony's own version takes, so that two cleanups cannot interleave.
             "locks_for_update": plpy.prepare(LOCKS % table + " for update of l", ["name"]),
             "backends": plpy.prepare(BACKENDS, ["int4[]"]),
+            "fresh_activity": plpy.prepare("select pg_catalog.pg_stat_clear_snapshot()"),
             "delete": plpy.prepare(
                 "delete from %s where (nl_nodeid, nl_conncnt) in"
                 " (select * from rows from (pg_catalog.unnest($1::pg_catalog.int4[]),"
@@ -74,6 +75,9 @@ def _judged(plpy, plans, locks):
         if row["recorded_pid"] is not None:
             identities.append({"nl_nodeid": row["nl_nodeid"], "nl_conncnt": row["nl_conncnt"],
                                "pid": row["recorded_pid"], "backend_start": row["recorded_start"]})
+    # pg_stat_activity is read once per transaction and then kept; a holder that connected since
+    # the caller's transaction first looked would be missing, and its live lock judged stale.
+    plpy.execute(plans["fresh_activity"])
     backends = plpy.execute(plans["backends"], [list(pids)])
     return judge(locks, identities, backends, plans["caller"], plans["database"]), backends
 

@@ -1,5 +1,6 @@
 -- The event triggers that keep clusters patched through Slony's own DDL. CREATE EVENT TRIGGER has
--- no OR REPLACE, so each is created only when missing (and re-enabled if someone disabled it).
+-- no OR REPLACE, so each is created only when missing. ALWAYS, so that they fire whatever
+-- session_replication_role the DDL runs under (and re-enabled if someone disabled them).
 DO $event_triggers$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = 'slony_nodelock_repatch') THEN
@@ -11,7 +12,7 @@ BEGIN
         CREATE EVENT TRIGGER slony_nodelock_forget ON sql_drop
             EXECUTE PROCEDURE slony_nodelock.forget_dropped_clusters();
     END IF;
-    ALTER EVENT TRIGGER slony_nodelock_repatch ENABLE;
-    ALTER EVENT TRIGGER slony_nodelock_forget ENABLE;
+    ALTER EVENT TRIGGER slony_nodelock_repatch ENABLE ALWAYS;
+    ALTER EVENT TRIGGER slony_nodelock_forget ENABLE ALWAYS;
 END
 $event_triggers$;

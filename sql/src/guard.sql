@@ -5,7 +5,7 @@ BEGIN
         RAISE EXCEPTION 'slony-nodelock: % is not a superuser; run the script as postgres or another superuser', current_user;
     END IF;
     IF pg_catalog.current_setting('server_version_num')::int4 < @MIN_SERVER_VERSION_NUM@ THEN
-        RAISE EXCEPTION 'slony-nodelock: PostgreSQL % is too old; it needs PostgreSQL 10 or later (pg_stat_activity.backend_type)',
+        RAISE EXCEPTION 'slony-nodelock: PostgreSQL % is too old; it needs PostgreSQL @MIN_SERVER_MAJOR@ or later (pg_stat_activity.backend_type)',
             pg_catalog.current_setting('server_version');
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_available_extensions WHERE name = 'plpython3u') THEN

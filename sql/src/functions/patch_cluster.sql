@@ -10,7 +10,6 @@ DECLARE
     v_source text := slony_nodelock.cleanupnodelock_source(p_cluster);
     v_fn pg_catalog.pg_proc;
     v_lang name;
-    v_comment text;
     v_was_patching text;
     v_changed boolean := false;
     v_adopted int4;
@@ -38,21 +37,8 @@ BEGIN
     v_was_patching := COALESCE(pg_catalog.current_setting('slony_nodelock.patching', true), '');
     PERFORM pg_catalog.set_config('slony_nodelock.patching', 'on', true);
     IF v_fn.prosrc IS DISTINCT FROM v_source OR v_lang <> 'plpython3u' THEN
-        -- Whatever is there now is what Slony installed last (ours, of any release, is never
-        -- saved). CREATE OR REPLACE keeps a function's comment, so a comment of ours found on
-        -- Slony's fresh function is not Slony's: keep the one saved before.
-        IF v_fn.prosrc NOT LIKE '# slony-nodelock %' THEN
-            v_comment := pg_catalog.obj_description(v_fn.oid, 'pg_proc');
-            IF v_comment LIKE 'slony-nodelock:%' THEN
-                v_comment := (SELECT s.comment FROM slony_nodelock.stock_function s WHERE s.cluster_schema = p_cluster);
-            END IF;
-            INSERT INTO slony_nodelock.stock_function AS s (cluster_schema, definition, prosrc, language, owner, comment)
-            VALUES (p_cluster, pg_catalog.pg_get_functiondef(v_fn.oid), v_fn.prosrc, v_lang,
-                    pg_catalog.pg_get_userbyid(v_fn.proowner), v_comment)
-            ON CONFLICT (cluster_schema) DO UPDATE
-               SET definition = EXCLUDED.definition, prosrc = EXCLUDED.prosrc, language = EXCLUDED.language,
-                   owner = EXCLUDED.owner, comment = EXCLUDED.comment, saved_at = pg_catalog.now();
-        END IF;
+        -- Whatever is there now, unless ours, is what Slony installed last.
+        PERFORM slony_nodelock.save_stock_function(p_cluster);
         EXECUTE pg_catalog.format(
             'CREATE OR REPLACE FUNCTION %I.cleanupnodelock() RETURNS int4 LANGUAGE plpython3u '
             'SET search_path = pg_catalog, pg_temp AS %L', p_cluster, v_source);
@@ -70,6 +56,19 @@ BEGIN
                                   'FOR EACH STATEMENT EXECUTE PROCEDURE slony_nodelock.forget_truncated_locks()', v_table);
         v_changed := true;
     END IF;
+    -- ALWAYS: slon's remote worker runs with session_replication_role = replica, which skips
+    -- ordinary triggers, and its deletes must still take their identity records along.
+    IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = v_table AND t.tgenabled <> 'A'
+                  AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate')) THEN
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER slony_nodelock_identity', v_table);
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER slony_nodelock_truncate', v_table);
+        v_changed := true;
+    END IF;
+    -- Records left behind while the triggers were missing or disabled.
+    EXECUTE pg_catalog.format(
+        'DELETE FROM slony_nodelock.lock_identity i WHERE i.cluster_schema = %L AND NOT EXISTS '
+        '(SELECT FROM %s l WHERE l.nl_nodeid = i.nl_nodeid AND l.nl_conncnt = i.nl_conncnt AND l.nl_backendpid = i.pid)',
+        p_cluster, v_table);
     PERFORM pg_catalog.set_config('slony_nodelock.patching', v_was_patching, true);
 
     v_adopted := slony_nodelock.adopt_live_locks(p_cluster);

@@ -29,9 +29,12 @@ BEGIN
         CONTINUE WHEN v_cmd.schema_name NOT IN (SELECT s FROM slony_nodelock.clusters() s);
         BEGIN
             IF v_cmd.command_tag = 'COMMENT' THEN
+                -- Slony comments its functions after creating them: on our replacement, that
+                -- comment is Slony's to keep for uninstall, and ours goes back on.
+                CONTINUE WHEN v_cmd.object_type <> 'function' OR NOT EXISTS (
+                    SELECT FROM pg_catalog.pg_proc p WHERE p.oid = v_cmd.objid AND p.prosrc LIKE '# slony-nodelock %');
                 v_comment := pg_catalog.obj_description(v_cmd.objid, 'pg_proc');
-                CONTINUE WHEN v_comment LIKE 'slony-nodelock:%'
-                           OR NOT EXISTS (SELECT FROM slony_nodelock.stock_function s WHERE s.cluster_schema = v_cmd.schema_name);
+                CONTINUE WHEN COALESCE(v_comment LIKE 'slony-nodelock:%', false);
                 UPDATE slony_nodelock.stock_function SET comment = v_comment WHERE cluster_schema = v_cmd.schema_name;
                 PERFORM slony_nodelock.comment_patched(v_cmd.schema_name);
                 CONTINUE;
@@ -43,6 +46,8 @@ BEGIN
             RAISE WARNING 'slony-nodelock: cluster % is NOT patched: re-patching after % failed (%); slon will run Slony''s stock cleanupnodelock() on this node until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
                 pg_catalog.quote_ident(v_cmd.schema_name), v_cmd.command_tag, SQLERRM, pg_catalog.current_database();
             BEGIN
+                -- Still remember what Slony just loaded, so that uninstall puts back this version.
+                PERFORM slony_nodelock.save_stock_function(v_cmd.schema_name);
                 INSERT INTO slony_nodelock.repatch_log (cluster_schema, command_tag, succeeded, detail)
                 VALUES (v_cmd.schema_name, v_cmd.command_tag, false, SQLERRM);
             EXCEPTION WHEN OTHERS THEN

@@ -32,17 +32,17 @@ BEGIN
                                  JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
                                 WHERE n.nspname = cluster AND r.relname = 'sl_nodelock'
                                   AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate')
-                                  AND t.tgenabled <> 'D');
+                                  AND t.tgenabled = 'A');
         IF NOT identity_recording THEN
-            v_found := v_found || 'the identity triggers on sl_nodelock are missing or disabled'::text;
+            v_found := v_found || 'the identity triggers on sl_nodelock are missing or not enabled ALWAYS'::text;
         END IF;
         stock_saved := EXISTS (SELECT FROM slony_nodelock.stock_function s WHERE s.cluster_schema = cluster);
         IF NOT stock_saved THEN
             v_found := v_found || 'Slony''s own cleanupnodelock() is not saved, so uninstall cannot put it back'::text;
         END IF;
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
-                        WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled <> 'D') THEN
-            v_found := v_found || 'the event trigger slony_nodelock_repatch is missing or disabled, so UPDATE FUNCTIONS would undo the patch'::text;
+                        WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled = 'A') THEN
+            v_found := v_found || 'the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE FUNCTIONS would undo the patch'::text;
         END IF;
         problems := CASE WHEN pg_catalog.cardinality(v_found) = 0 THEN NULL
                          ELSE pg_catalog.array_to_string(v_found, '; ') || '; ' || v_fix END;
