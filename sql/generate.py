@@ -25,6 +25,7 @@ MIGRATION_TAG = "slony_nodelock_migration"
 EMBED = re.compile(r"^#@embed (\S+)$", re.M)
 # Lines of a plpython/ module that only make sense when it is imported as a package.
 DROP_WHEN_EMBEDDED = re.compile(r"^.*# embed: drop\n", re.M)
+CALLED_BY_SQL_FUNCTIONS = ("logic_source.sql",)
 MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
@@ -93,10 +94,17 @@ def header(kind: str) -> str:
     )
 
 
+def function_sources() -> list[Path]:
+    """sql/src/functions/*.sql, in name order except those that SQL-language functions call,
+    which go first: PostgreSQL checks a SQL function's body when it is created."""
+    called = [SRC / "functions" / name for name in CALLED_BY_SQL_FUNCTIONS]
+    return called + [p for p in sorted((SRC / "functions").glob("*.sql")) if p not in called]
+
+
 def build_install() -> str:
     parts = [(SRC / "preamble.sql").read_text(), (SRC / "guard.sql").read_text(),
              (SRC / "bootstrap.sql").read_text(), migration_calls()]
-    parts += [p.read_text() for p in sorted((SRC / "functions").glob("*.sql"))]
+    parts += [p.read_text() for p in function_sources()]
     parts += [(SRC / "event_triggers.sql").read_text(), (SRC / "patch.sql").read_text()]
     return header("install") + "\n".join(substitute(p) for p in parts)
 

@@ -132,21 +132,22 @@ CREATE INDEX repatch_log_cluster ON slony_nodelock.repatch_log (cluster_schema);
 COMMENT ON TABLE slony_nodelock.repatch_log IS 'slony-nodelock: each automatic re-patch after Slony recreated a cluster''s cleanupnodelock() or sl_nodelock';
 $slony_nodelock_migration$) AS migrated \gset
 
--- Records the identity of lock rows taken before install whose holder is live now, so that they
--- too are judged by identity from here on. Deletes nothing.
-CREATE OR REPLACE FUNCTION slony_nodelock.adopt_live_locks(p_cluster name)
-RETURNS int4
-LANGUAGE plpython3u
+-- The Python of slony-nodelock, the one copy in the catalog: the liveness decision and its
+-- database glue, pasted from plpython/ by sql/generate.py. Each cluster's replacement
+-- cleanupnodelock() is built around it, and adopt_live_locks() loads it.
+CREATE OR REPLACE FUNCTION slony_nodelock.logic_source()
+RETURNS text
+LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
-AS $slony_nodelock_py$
+AS $fn$
+SELECT $slony_nodelock_py$
 # ---- plpython/slony_nodelock/liveness.py ----
 # Who really holds a Slony sl_nodelock row: the pure decision, with no database access.
 #
-# The same source runs in two places: embedded by sql/generate.py into the PL/Python bodies of
-# each cluster's replacement cleanupnodelock() and of slony_nodelock.adopt_live_locks() (where it
-# runs as part of the function body), and imported as slony_nodelock.liveness by the unit tests.
-# So it keeps to plain functions and builtin types: no imports, no __future__, no classes that
-# would be rebuilt inside PL/Python.
+# The same source runs in two places: pasted by sql/generate.py into slony_nodelock.logic_source(),
+# the Python that each cluster's replacement cleanupnodelock() is built from and that
+# adopt_live_locks() loads, and imported as slony_nodelock.liveness by the unit tests. So it keeps
+# to plain functions and builtin types: no imports, no __future__, no classes.
 #
 # Inputs are mappings, the shape plpy.execute() and psycopg's dict_row both return:
 #   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid"}
@@ -240,8 +241,8 @@ def judge(rows, identities, backends, caller_pid, database):
 # its recorded identity, a second what pg_stat_activity says about their PIDs; liveness.judge()
 # decides.
 #
-# sql/generate.py embeds this file after liveness.py in the same function body, so the names
-# imported below are already defined there; the import line itself is dropped when embedding.
+# sql/generate.py pastes this file after liveness.py into the same source text, so the names
+# imported below are already defined there; the import line itself is dropped when pasting.
 # plpy is passed in rather than used as a global so that this file can also be imported with a
 # stand-in.
 
@@ -362,8 +363,25 @@ def adopt(plpy, cache, cluster):
             adopted += result.nrows()
     return adopted
 
+$slony_nodelock_py$::text
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.logic_source() IS 'slony-nodelock: the Python source of the liveness logic and its glue';
+
+-- Records the identity of lock rows taken before install whose holder is live now, so that they
+-- too are judged by identity from here on. Deletes nothing. The logic comes from logic_source(),
+-- loaded once per session.
+CREATE OR REPLACE FUNCTION slony_nodelock.adopt_live_locks(p_cluster name)
+RETURNS int4
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+adopt = SD.get("slony_nodelock.adopt")
+if adopt is None:
+    logic = {}
+    exec(plpy.execute("select slony_nodelock.logic_source() as source")[0]["source"], logic)
+    adopt = SD["slony_nodelock.adopt"] = logic["adopt"]
 return adopt(plpy, SD, p_cluster)
-$slony_nodelock_py$;
+$fn$;
 COMMENT ON FUNCTION slony_nodelock.adopt_live_locks(name) IS 'slony-nodelock: record identities of live lock rows that have none';
 -- Changes the catalog; for the superuser who installs, not for every role.
 REVOKE EXECUTE ON FUNCTION slony_nodelock.adopt_live_locks(name) FROM PUBLIC;
@@ -393,249 +411,23 @@ END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.assert_ok() IS 'slony-nodelock: raise unless every cluster is patched and well';
 
--- The PL/Python body of a cluster's replacement cleanupnodelock(): the liveness logic and its
--- database glue, generated from plpython/ by sql/generate.py. The cluster schema's name goes in as
--- hex, so no identifier, however odd, can change the Python.
+-- The PL/Python body of a cluster's replacement cleanupnodelock(): logic_source() with the
+-- cluster's name and an entry point around it. The name goes in as hex, so no identifier, however
+-- odd, can change the Python. The logic runs once per session; after that SD holds it.
 CREATE OR REPLACE FUNCTION slony_nodelock.cleanupnodelock_source(p_cluster name)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-SELECT '# slony-nodelock 0.2.0: replaces Slony''s cleanupNodelock(); uninstall with sql/uninstall.sql.'
-    OPERATOR(pg_catalog.||) E'\n'
-    OPERATOR(pg_catalog.||) 'CLUSTER = bytes.fromhex('''
-    OPERATOR(pg_catalog.||) pg_catalog.encode(pg_catalog.convert_to(p_cluster::text, 'UTF8'), 'hex')
-    OPERATOR(pg_catalog.||) ''').decode()' OPERATOR(pg_catalog.||) E'\n'
-    OPERATOR(pg_catalog.||) $slony_nodelock_py$
-# The code below defines the logic; it runs once per session, after that SD holds it.
-if "slony_nodelock.cleanup" in SD:
-    return SD["slony_nodelock.cleanup"](plpy, SD, CLUSTER)
-# ---- plpython/slony_nodelock/liveness.py ----
-# Who really holds a Slony sl_nodelock row: the pure decision, with no database access.
-#
-# The same source runs in two places: embedded by sql/generate.py into the PL/Python bodies of
-# each cluster's replacement cleanupnodelock() and of slony_nodelock.adopt_live_locks() (where it
-# runs as part of the function body), and imported as slony_nodelock.liveness by the unit tests.
-# So it keeps to plain functions and builtin types: no imports, no __future__, no classes that
-# would be rebuilt inside PL/Python.
-#
-# Inputs are mappings, the shape plpy.execute() and psycopg's dict_row both return:
-#   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid"}
-#   identity:  {"nl_nodeid", "nl_conncnt", "pid", "backend_start"}, recorded when the row was made
-#   backend:   {"pid", "datname", "backend_type", "application_name", "backend_start"},
-#              one per row of pg_stat_activity
-# backend_start values are microseconds since the epoch (integers): exact, and cheap to compare.
-
-LOGIC_VERSION = "1"
-
-CLIENT_BACKEND = "client backend"
-SLON_PREFIX = "slon."
-OWN_SLON_CONNECTION = "slon.local_listen"
-
-LIVE = "live"
-STALE = "stale"
-# Live, but only because we cannot tell: the caller is told why.
-UNSURE = "unsure"
-
-
-def clock(epoch_microseconds):
-    """HH:MM:SS UTC of an epoch timestamp in microseconds, for messages."""
-    seconds = epoch_microseconds // 1000000 % 86400
-    return "%02d:%02d:%02d UTC" % (seconds // 3600, seconds // 60 % 60, seconds % 60)
-
-
-def judge_row(row, identity, backend, caller_pid, database):
-    """(verdict, reason) for one lock row.
-
-    identity is the record made when the row was inserted, or None; backend is the
-    pg_stat_activity entry for the row's PID, or None when no such process is listed.
-    """
-    pid = row["nl_backendpid"]
-    recorded = identity is not None and identity["pid"] == pid
-    if backend is None:
-        return STALE, "pid %d is not a backend of this database" % pid
-    if pid == caller_pid and not recorded:
-        return STALE, "pid %d is the backend running this cleanup, not a lock holder" % pid
-    if backend["backend_type"] is None:
-        return UNSURE, (
-            "pid %d is listed, but its backend type and start time are hidden from this role "
-            "(grant it pg_read_all_stats); keeping the row" % pid
-        )
-    if backend["backend_type"] != CLIENT_BACKEND:
-        return STALE, "pid %d is the %s, not a client backend" % (pid, backend["backend_type"])
-    if backend["datname"] != database:
-        return STALE, "pid %d is a client backend of database %s, not of %s" % (
-            pid, backend["datname"], database)
-
-    if recorded:
-        if backend["backend_start"] == identity["backend_start"]:
-            return LIVE, "pid %d is the client backend that took the lock" % pid
-        return STALE, "pid %d is a client backend started %s, %s the lock was taken by one started %s" % (
-            pid, clock(backend["backend_start"]),
-            "after" if backend["backend_start"] > identity["backend_start"] else "but",
-            clock(identity["backend_start"]))
-
-    # No identity recorded: the row predates the install, or its PID was changed since.
-    name = backend["application_name"] or ""
-    if name and not name.startswith(SLON_PREFIX):
-        return STALE, "pid %d is a client backend named '%s', not a slon connection" % (pid, name)
-    if row["nl_conncnt"] == 0 and name not in ("", OWN_SLON_CONNECTION):
-        return STALE, "pid %d is slon's '%s' connection, not the node's own %s" % (
-            pid, name, OWN_SLON_CONNECTION)
-    return UNSURE, (
-        "pid %d is a client backend named '%s' and no identity was recorded for this row; "
-        "keeping it" % (pid, name)
-    )
-
-
-def judge(rows, identities, backends, caller_pid, database):
-    """[(row, verdict, reason)] for every lock row, in the order given.
-
-    identities: recorded identities, any order; backends: the pg_stat_activity snapshot.
-    """
-    by_key = {}
-    for identity in identities:
-        by_key[(identity["nl_nodeid"], identity["nl_conncnt"])] = identity
-    by_pid = {}
-    for backend in backends:
-        by_pid[backend["pid"]] = backend
-    return [
-        (row,) + judge_row(row, by_key.get((row["nl_nodeid"], row["nl_conncnt"])),
-                           by_pid.get(row["nl_backendpid"]), caller_pid, database)
-        for row in rows
-    ]
-
-# ---- plpython/slony_nodelock/plpy_glue.py ----
-# The database side of each cluster's replacement cleanupnodelock() and of
-# slony_nodelock.adopt_live_locks(), run inside PL/Python: one query brings every lock row with
-# its recorded identity, a second what pg_stat_activity says about their PIDs; liveness.judge()
-# decides.
-#
-# sql/generate.py embeds this file after liveness.py in the same function body, so the names
-# imported below are already defined there; the import line itself is dropped when embedding.
-# plpy is passed in rather than used as a global so that this file can also be imported with a
-# stand-in.
-
-# backend_start as integer microseconds since the epoch, cheap for Python to compare. date_part()
-# gives float8 seconds, whose resolution at today's epoch (~0.25 us) keeps every microsecond
-# apart, and rounds back to the exact microsecond; extract() would give numeric, ten times slower.
-MICROSECONDS = "(pg_catalog.date_part('epoch', %s) * 1000000)::pg_catalog.int8"
-
-# Each lock row with the identity recorded for it, if any.
-LOCKS = (
-    "select l.nl_nodeid, l.nl_conncnt, l.nl_backendpid,"
-    " i.pid as recorded_pid, " + MICROSECONDS % "i.backend_start" + " as recorded_start"
-    " from %s l left join slony_nodelock.lock_identity i"
-    " on i.cluster_schema = $1 and i.nl_nodeid = l.nl_nodeid and i.nl_conncnt = l.nl_conncnt"
-)
-
-# What pg_stat_activity says about the given PIDs. pg_stat_get_activity() is what the view reads;
-# calling it directly skips the view's join to pg_authid, which we do not need.
-BACKENDS = (
-    "select a.pid, d.datname::pg_catalog.text as datname, a.backend_type, a.application_name,"
-    " " + MICROSECONDS % "a.backend_start" + " as backend_start"
-    " from pg_catalog.pg_stat_get_activity(null) a"
-    " left join pg_catalog.pg_database d on d.oid = a.datid"
-    " where a.pid = any ($1)"
-)
-
-
-def _plans(plpy, cache, cluster):
-    """Prepared statements for the cluster, kept for the session in the function's SD (under a
-    tuple key, which no other SD entry uses)."""
-    plans = cache.get(("plans", cluster))
-    if plans is None:
-        table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
-        me = plpy.execute("select pg_catalog.pg_backend_pid() as pid,"
-                          " pg_catalog.current_database()::pg_catalog.text as database")[0]
-        plans = {
-            "caller": me["pid"],
-            "database": me["database"],
-            "locks": plpy.prepare(LOCKS % table, ["name"]),
-            # The same lock Slony's own version takes, so that two cleanups cannot interleave.
-            "locks_for_update": plpy.prepare(LOCKS % table + " for update of l", ["name"]),
-            "backends": plpy.prepare(BACKENDS, ["int4[]"]),
-            "fresh_activity": plpy.prepare("select pg_catalog.pg_stat_clear_snapshot()"),
-            "delete": plpy.prepare(
-                "delete from %s where (nl_nodeid, nl_conncnt) in"
-                " (select * from rows from (pg_catalog.unnest($1::pg_catalog.int4[]),"
-                " pg_catalog.unnest($2::pg_catalog.int4[])))" % table, ["int4[]", "int4[]"]),
-            "record": plpy.prepare(
-                "insert into slony_nodelock.lock_identity"
-                " (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start)"
-                " select $1, $2, $3, a.pid, a.backend_start"
-                " from pg_catalog.pg_stat_get_activity($4) a"
-                " where " + MICROSECONDS % "a.backend_start" + " = $5"
-                " on conflict (cluster_schema, nl_nodeid, nl_conncnt) do nothing",
-                ["name", "int4", "int4", "int4", "int8"]),
-        }
-        cache[("plans", cluster)] = plans
-    return plans
-
-
-def _judged(plpy, plans, locks):
-    """(lock row, verdict, reason) for each lock row, and the backends looked at."""
-    identities = []
-    pids = set()
-    for row in locks:
-        pids.add(row["nl_backendpid"])
-        if row["recorded_pid"] is not None:
-            identities.append({"nl_nodeid": row["nl_nodeid"], "nl_conncnt": row["nl_conncnt"],
-                               "pid": row["recorded_pid"], "backend_start": row["recorded_start"]})
-    # pg_stat_activity is read once per transaction and then kept; a holder that connected since
-    # the caller's transaction first looked would be missing, and its live lock judged stale.
-    plpy.execute(plans["fresh_activity"])
-    backends = plpy.execute(plans["backends"], [list(pids)])
-    return judge(locks, identities, backends, plans["caller"], plans["database"]), backends
-
-
-def _describe(cluster, row):
-    return 'cluster "%s" node %d conncnt %d pid %d' % (
-        cluster, row["nl_nodeid"], row["nl_conncnt"], row["nl_backendpid"])
-
-
-def cleanup(plpy, cache, cluster):
-    """What cleanupNodelock() does: delete every stale lock row, under the same FOR UPDATE as
-    Slony's own version, with a NOTICE for each deletion and each row kept only for lack of proof."""
-    plans = _plans(plpy, cache, cluster)
-    locks = plpy.execute(plans["locks_for_update"], [cluster])
-    if len(locks) == 0:
-        return 0
-    stale_nodes, stale_conncnts = [], []
-    for row, verdict, reason in _judged(plpy, plans, locks)[0]:
-        if verdict == STALE:
-            stale_nodes.append(row["nl_nodeid"])
-            stale_conncnts.append(row["nl_conncnt"])
-            plpy.notice("slony-nodelock: removed stale lock of %s: %s" % (_describe(cluster, row), reason))
-        elif verdict == UNSURE:
-            plpy.notice("slony-nodelock: kept lock of %s: %s" % (_describe(cluster, row), reason))
-    if stale_nodes:
-        plpy.execute(plans["delete"], [stale_nodes, stale_conncnts])
-    return 0
-
-
-def adopt(plpy, cache, cluster):
-    """Record the identity of every lock row whose holder is live now and has none recorded (rows
-    taken before install). Deletes nothing: a stale row is left for the next cleanup. Returns the
-    number of identities recorded."""
-    plans = _plans(plpy, cache, cluster)
-    locks = plpy.execute(plans["locks"], [cluster])
-    if len(locks) == 0:
-        return 0
-    judged, backends = _judged(plpy, plans, locks)
-    started = dict((b["pid"], b["backend_start"]) for b in backends)
-    adopted = 0
-    for row, verdict, _ in judged:
-        start = started.get(row["nl_backendpid"])
-        if verdict != STALE and start is not None and row["recorded_pid"] is None:
-            result = plpy.execute(plans["record"], [
-                cluster, row["nl_nodeid"], row["nl_conncnt"], row["nl_backendpid"], start])
-            adopted += result.nrows()
-    return adopted
-
-SD["slony_nodelock.cleanup"] = cleanup
-return cleanup(plpy, SD, CLUSTER)
-$slony_nodelock_py$
+SELECT pg_catalog.concat_ws(E'\n',
+    '# slony-nodelock 0.2.0: replaces Slony''s cleanupNodelock(); uninstall with sql/uninstall.sql.',
+    'CLUSTER = bytes.fromhex(''' OPERATOR(pg_catalog.||)
+        pg_catalog.encode(pg_catalog.convert_to(p_cluster::text, 'UTF8'), 'hex') OPERATOR(pg_catalog.||) ''').decode()',
+    'if "slony_nodelock.cleanup" in SD:',
+    '    return SD["slony_nodelock.cleanup"](plpy, SD, CLUSTER)',
+    slony_nodelock.logic_source(),
+    'SD["slony_nodelock.cleanup"] = cleanup',
+    'return cleanup(plpy, SD, CLUSTER)')
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.cleanupnodelock_source(name) IS 'slony-nodelock: PL/Python source of a cluster''s replacement cleanupnodelock()';
 

@@ -1,10 +1,9 @@
 # Who really holds a Slony sl_nodelock row: the pure decision, with no database access.
 #
-# The same source runs in two places: embedded by sql/generate.py into the PL/Python bodies of
-# each cluster's replacement cleanupnodelock() and of slony_nodelock.adopt_live_locks() (where it
-# runs as part of the function body), and imported as slony_nodelock.liveness by the unit tests.
-# So it keeps to plain functions and builtin types: no imports, no __future__, no classes that
-# would be rebuilt inside PL/Python.
+# The same source runs in two places: pasted by sql/generate.py into slony_nodelock.logic_source(),
+# the Python that each cluster's replacement cleanupnodelock() is built from and that
+# adopt_live_locks() loads, and imported as slony_nodelock.liveness by the unit tests. So it keeps
+# to plain functions and builtin types: no imports, no __future__, no classes.
 #
 # Inputs are mappings, the shape plpy.execute() and psycopg's dict_row both return:
 #   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid"}

@@ -3,8 +3,8 @@
 # its recorded identity, a second what pg_stat_activity says about their PIDs; liveness.judge()
 # decides.
 #
-# sql/generate.py embeds this file after liveness.py in the same function body, so the names
-# imported below are already defined there; the import line itself is dropped when embedding.
+# sql/generate.py pastes this file after liveness.py into the same source text, so the names
+# imported below are already defined there; the import line itself is dropped when pasting.
 # plpy is passed in rather than used as a global so that this file can also be imported with a
 # stand-in.
 from slony_nodelock.liveness import STALE, UNSURE, judge  # embed: drop
