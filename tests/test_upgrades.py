@@ -111,6 +111,16 @@ def test_a_recreated_sl_nodelock_gets_its_identity_recording_back(one_node):
                         " and tgname like 'slony_nodelock%' and tgenabled = 'A'") == [(2,)]
 
 
+def test_verify_flags_a_setting_that_would_silence_re_patching(one_node):
+    server = one_node.node(1)
+    one_node.install_fix(1)
+    server.query("alter database slony_test set slony_nodelock.patching = 'on'")
+
+    [(_, patched, _, _, _, problems)] = verify(server)
+
+    assert patched and "slony_nodelock.patching is set by ALTER ROLE or ALTER DATABASE" in problems
+
+
 def test_uninstall_node_leaves_nothing_of_ours_pointing_at_the_dropped_schema(one_node):
     server = one_node.node(1)
     one_node.install_fix(1)

@@ -44,6 +44,11 @@ BEGIN
                         WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled = 'A') THEN
             v_found := v_found || 'the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE FUNCTIONS would undo the patch'::text;
         END IF;
+        -- The re-patch trigger stands aside while this setting is on; only our own code sets it.
+        IF EXISTS (SELECT FROM pg_catalog.pg_db_role_setting r, pg_catalog.unnest(r.setconfig) c(setting)
+                    WHERE c.setting LIKE 'slony_nodelock.patching=%') THEN
+            v_found := v_found || 'slony_nodelock.patching is set by ALTER ROLE or ALTER DATABASE, which turns re-patching off; RESET it'::text;
+        END IF;
         problems := CASE WHEN pg_catalog.cardinality(v_found) = 0 THEN NULL
                          ELSE pg_catalog.array_to_string(v_found, '; ') || '; ' || v_fix END;
         RETURN NEXT;
