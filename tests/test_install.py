@@ -297,3 +297,15 @@ def test_uninstall_refuses_rather_than_leave_an_unrestorable_function_behind(ser
 
     assert_refused(server, result, "cluster _c1 was never saved", "update functions")
     assert fingerprint(server) == before
+
+
+def test_every_cluster_in_the_database_is_patched_with_a_notice_each(server):
+    for schema in ("_east", "_west"):
+        add_stock_like_cluster(server, schema)
+
+    result = server.psql_file(INSTALL_SQL)
+
+    assert result.returncode == 0, result.stderr
+    patched = [line for line in result.stderr.splitlines() if "NOTICE:  slony-nodelock: patched cluster" in line]
+    assert len(patched) == 2 and "_east" in patched[0] and "_west" in patched[1]
+    assert server.query("select cluster, patched from slony_nodelock.verify()") == [("_east", True), ("_west", True)]
