@@ -16,12 +16,16 @@ Method
 
     Latency is what slon sees: `select "_bench".cleanupnodelock()` from one more autocommit
     connection, timed on the client with perf_counter_ns, after a warm-up that also absorbs the
-    one-off PL/Python compile. After each phase the row count must be unchanged, or the run stops.
+    one-off PL/Python compile. Each phase then runs the same call from pgbench for a few seconds:
+    a C libpq client like slon itself, whose average is steadier than the Python loop's. After
+    each phase the row count must be unchanged, or the run stops.
 """
 
 from __future__ import annotations
 
+import re
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,12 +34,13 @@ import psycopg
 from psycopg import sql
 
 from slonybed import SlonyBed
-from slonybed.postgres import PostgresServer
+from slonybed.postgres import PG_BIN, PostgresServer
 
 CLUSTER = "bench"
 SCHEMA = f"_{CLUSTER}"
 NODE = 1
 WARMUP_CALLS = 20
+PGBENCH_SECONDS = 3
 # The two "ours" runs of a case differing by more than this means the machine was busy meanwhile.
 DRIFT_WARNING = 0.25
 CALL = sql.SQL("select {}.cleanupnodelock()").format(sql.Identifier(SCHEMA))
@@ -71,6 +76,8 @@ class Phase:
     implementation: str
     latencies_ns: list[int]
     notices: list[str] = field(default_factory=list)
+    # pgbench's average latency: a C libpq client, as slon is, with less client noise than Python.
+    pgbench_us: float = 0.0
 
     @property
     def median_us(self) -> float:
@@ -91,6 +98,9 @@ class CaseResult:
 
     def median_us(self, implementation: str) -> float:
         return statistics.mean(p.median_us for p in self.runs(implementation))
+
+    def pgbench_us(self, implementation: str) -> float:
+        return statistics.mean(p.pgbench_us for p in self.runs(implementation))
 
 
 # -- the rows and their holders -------------------------------------------------------------------
@@ -181,6 +191,19 @@ def time_calls(server: PostgresServer, implementation: str, calls: int) -> Phase
     return Phase(implementation, latencies, notices)
 
 
+def pgbench_latency(server: PostgresServer) -> float:
+    """Average latency in microseconds of the same call from pgbench, one client, PGBENCH_SECONDS."""
+    script = server.home / "bench-cleanup.sql"
+    script.write_text(CALL.as_string(None) + ";\n")
+    result = subprocess.run(
+        [str(PG_BIN / "pgbench"), "-n", "-c", "1", "-T", str(PGBENCH_SECONDS), "-f", str(script),
+         "-d", server.conninfo(application_name="bench.pgbench")],
+        capture_output=True, text=True, timeout=PGBENCH_SECONDS + 60)
+    found = re.search(r"latency average = ([0-9.]+) ms", result.stdout)
+    expect(result.returncode == 0 and found is not None, f"pgbench failed:\n{result.stdout}{result.stderr}")
+    return float(found.group(1)) * 1000
+
+
 def measure(server: PostgresServer, ctl: psycopg.Connection, case: Case, implementation: str) -> Phase:
     language = {"stock": "plpgsql", "ours": "plpython3u"}[implementation]
     expect(installed_language(ctl) == language,
@@ -190,6 +213,7 @@ def measure(server: PostgresServer, ctl: psycopg.Connection, case: Case, impleme
         expect(identity_count(ctl) == case.rows,
                f"case {case.name}: {identity_count(ctl)} identities recorded for {case.rows} rows")
     phase = time_calls(server, implementation, case.calls)
+    phase.pgbench_us = pgbench_latency(server)
     left = lock_count(ctl)
     expect(left == case.rows,
            f"case {case.name}, {implementation}: {case.rows} lock rows before, {left} after; "
@@ -240,6 +264,12 @@ def print_report(version: str, results: list[CaseResult]) -> None:
         stock, ours = result.median_us("stock"), result.median_us("ours")
         print(f"({result.case.name})   {stock:>13.1f} {ours:>12.1f} {ours / stock:>10.2f}x")
     print("(ours median = mean of the two ours runs' medians)")
+
+    print(f"\npgbench, one libpq client for {PGBENCH_SECONDS} s per phase, as slon calls it (average latency, us):")
+    print(f"{'case':<6} {'stock':>13} {'ours':>12} {'ours/stock':>11}")
+    for result in results:
+        stock, ours = result.pgbench_us("stock"), result.pgbench_us("ours")
+        print(f"({result.case.name})   {stock:>13.1f} {ours:>12.1f} {ours / stock:>10.2f}x")
     for result in results:
         first, second = (p.median_us for p in result.runs("ours"))
         drift = abs(first - second) / min(first, second)
