@@ -5,7 +5,6 @@ Every refused install must leave the catalog exactly as it was.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -47,6 +46,13 @@ select p.prosrc, l.lanname, pg_catalog.pg_get_userbyid(p.proowner), p.proconfig,
   from pg_catalog.pg_proc p join pg_catalog.pg_language l on l.oid = p.prolang
  where p.pronamespace = pg_catalog.to_regnamespace(%s) and p.proname = 'cleanupnodelock'
 """
+
+
+def run_generated(server, name: str, script: str):
+    """Run a script built by sql/generate.py for one test, the way install.sql is run."""
+    path = server.home / name
+    path.write_text(script)
+    return server.psql_file(path)
 
 
 def fingerprint(server) -> str:
@@ -103,12 +109,9 @@ def test_a_server_older_than_the_minimum_is_refused(server):
     # No PostgreSQL 9.6 here, so the guard is exercised by raising the minimum past 15 instead.
     generate = load_generator()
     generate.MIN_SERVER_VERSION_NUM = 990000
-    script = server.home / "install-needs-99.sql"
-    script.write_text(generate.build_install())
-    os.chmod(script, 0o644)
     before = fingerprint(server)
 
-    result = server.psql_file(script)
+    result = run_generated(server, "install-needs-99.sql", generate.build_install())
 
     assert_refused(server, result, "is too old", "needs PostgreSQL 99 or later")
     assert fingerprint(server) == before

@@ -3,14 +3,12 @@ and through our own migrations."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from conftest import load_generator, requires_pid_control
 from slonybed import SlonyBed
 from slonybed.bed import INSTALL_SQL
-from test_install import FUNCTION_STATE, add_stock_like_cluster, assert_refused, fingerprint
+from test_install import FUNCTION_STATE, assert_refused, fingerprint, run_generated
 
 UPDATE_FUNCTIONS = "update functions (id = 1);"
 SLONY_COMMENT = "Clean up stale entries when restarting slon"
@@ -140,10 +138,7 @@ def test_uninstall_node_leaves_nothing_of_ours_pointing_at_the_dropped_schema(on
 
 def test_the_migration_chain_keeps_data_and_refuses_what_it_does_not_know(one_node):
     server = one_node.node(1)
-    older = server.home / "migrations-0001.sql"
-    older.write_text(load_generator().build_migrations_only(1))
-    os.chmod(older, 0o644)
-    assert server.psql_file(older).returncode == 0
+    assert run_generated(server, "migrations-0001.sql", load_generator().build_migrations_only(1)).returncode == 0
     assert server.query("select version from slony_nodelock.migration") == [(1,)]
     server.query("insert into slony_nodelock.stock_function (cluster_schema, definition, prosrc, language, owner)"
                  " values ('_kept', 'create function ...', 'begin end', 'plpgsql', 'postgres');"
