@@ -30,6 +30,7 @@ select md5(string_agg(x, ',' order by x)) from (
 
 STOCK_LIKE = """
 create schema {schema};
+create table {schema}.sl_node (no_id int4 primary key);
 create table {schema}.sl_nodelock (nl_nodeid int4, nl_conncnt serial, nl_backendpid int4,
                                    primary key (nl_nodeid, nl_conncnt));
 create function {schema}.cleanupnodelock() returns int4 language plpgsql as $$
@@ -119,7 +120,8 @@ def test_a_server_older_than_the_minimum_is_refused(server):
 
 def test_a_cluster_whose_sl_nodelock_lacks_slony_columns_is_refused(server):
     add_stock_like_cluster(server, "_good")
-    server.query("create schema _broken; create table _broken.sl_nodelock (nl_nodeid int4, nl_conncnt int4);"
+    server.query("create schema _broken; create table _broken.sl_node (no_id int4);"
+                 "create table _broken.sl_nodelock (nl_nodeid int4, nl_conncnt int4);"
                  "create function _broken.cleanupnodelock() returns int4 language sql as 'select 0'")
     before = fingerprint(server)
 
@@ -154,7 +156,8 @@ def test_an_oddly_named_cluster_is_patched_cleaned_and_restored(server):
     add_stock_like_cluster(server, odd)
     table = sql.SQL("{}.sl_nodelock").format(sql.Identifier(odd))
     stock = server.query(FUNCTION_STATE, (sql.Identifier(odd).as_string(None),))
-    with server.connect(application_name="slon.remoteWorkerThread_2") as holder:
+    # Node 2's slon registering its listener on this node, as registerNodeConnection() does.
+    with server.connect(application_name="slon.node_1_listen") as holder:
         holder.execute(sql.SQL("insert into {} values (2, 1, pg_catalog.pg_backend_pid())").format(table))
 
         result = server.psql_file(INSTALL_SQL)

@@ -6,6 +6,7 @@ plain dicts, the shape plpy.execute() and psycopg's dict_row return.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -29,16 +30,20 @@ databases = st.sampled_from([DATABASE, "postgres", "otherdb", None])
 application_names = st.one_of(st.sampled_from(APPLICATION_NAMES), st.text(max_size=20))
 backend_types = st.sampled_from(BACKEND_TYPES)
 
-def lock_row(nodeid=1, conncnt=0, pid=2225):
-    return {"nl_nodeid": nodeid, "nl_conncnt": conncnt, "nl_backendpid": pid}
+XMIN = 7001  # the lock row version's transaction id
 
 
-def identity_of(row, pid=None, backend_start=AT_09_41_10):
+def lock_row(nodeid=1, conncnt=0, pid=2225, xmin=XMIN):
+    return {"nl_nodeid": nodeid, "nl_conncnt": conncnt, "nl_backendpid": pid, "xmin": xmin}
+
+
+def identity_of(row, pid=None, backend_start=AT_09_41_10, row_xmin="the row's"):
     return {
         "nl_nodeid": row["nl_nodeid"],
         "nl_conncnt": row["nl_conncnt"],
         "pid": row["nl_backendpid"] if pid is None else pid,
         "backend_start": backend_start,
+        "row_xmin": row["xmin"] if row_xmin == "the row's" else row_xmin,
     }
 
 
@@ -53,8 +58,11 @@ def backend(pid=2225, datname=DATABASE, backend_type="client backend",
     }
 
 
+xmins = st.integers(min_value=3, max_value=2**32 - 1)
+
+
 def lock_rows(pid=pids):
-    return st.builds(lock_row, nodeid=node_ids, conncnt=conncnts, pid=pid)
+    return st.builds(lock_row, nodeid=node_ids, conncnt=conncnts, pid=pid, xmin=xmins)
 
 
 def backends(pid=pids):
@@ -74,6 +82,7 @@ def identities():
         "nl_conncnt": conncnts,
         "pid": pids,
         "backend_start": starts,
+        "row_xmin": st.one_of(st.none(), xmins),
     })
 
 
@@ -106,7 +115,7 @@ def test_holder_matching_its_recorded_identity_is_live(
     verdict, reason = liveness.judge_row(row, identity, holder, caller_pid, DATABASE)
     assert verdict == liveness.LIVE, reason
 
-    [(_, verdict, reason)] = liveness.judge(
+    [(_, verdict, reason, _)] = liveness.judge(
         [row], other_identities + [identity], other_backends + [holder], caller_pid, DATABASE
     )
     assert verdict == liveness.LIVE, reason
@@ -135,7 +144,7 @@ def test_row_whose_pid_is_not_in_the_snapshot_is_stale(
     assert reason == "pid %d is not a backend of this database" % pid
 
     identities_seen = [] if identity is None else [identity]
-    [(_, verdict, _)] = liveness.judge([row], identities_seen, snapshot, caller_pid, database)
+    [(_, verdict, _, _)] = liveness.judge([row], identities_seen, snapshot, caller_pid, database)
     assert verdict == liveness.STALE
 
 
@@ -269,12 +278,15 @@ def test_unrecorded_local_listen_holding_the_nodes_own_lock_is_kept():
     assert "'slon.local_listen'" in reason
 
 
-def test_unrecorded_unnamed_client_backend_is_kept():
-    for name in ("", None):
-        verdict, reason = verdict_of(lock_row(conncnt=0), None, backend(application_name=name))
+def test_unrecorded_unnamed_client_backend_is_stale():
+    # Slony 2.2's slon names every connection it makes; drivers leave the name empty by default.
+    for conncnt in (0, 3):
+        for name in ("", None):
+            verdict, reason = verdict_of(lock_row(conncnt=conncnt), None, backend(application_name=name))
 
-        assert verdict == liveness.UNSURE
-        assert "named ''" in reason
+            assert verdict == liveness.STALE
+            assert reason == ("pid 2225 is a client backend with no application_name; "
+                              "slon names every connection it makes")
 
 
 def test_unrecorded_psql_backend_is_stale():
@@ -345,9 +357,74 @@ def test_judge_matches_identities_and_backends_to_rows_in_input_order():
 
     judged = liveness.judge([gone, live, reused], recorded, snapshot, 1, DATABASE)
 
-    assert [(row, verdict) for row, verdict, _ in judged] == [
+    assert [(row, verdict) for row, verdict, _, _ in judged] == [
         (gone, liveness.STALE),
         (live, liveness.LIVE),
         (reused, liveness.STALE),
     ]
     assert "walwriter" in judged[2][2]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    row=lock_rows(),
+    other_xmin=st.one_of(st.none(), xmins),
+    seen=backends(),
+    caller_pid=pids,
+    database=databases,
+)
+def test_identity_recorded_for_another_row_version_counts_as_none(row, other_xmin, seen, caller_pid, database):
+    # The record outlived its row (triggers off while slon restarted onto the same PID): it names
+    # the row's key and PID but an earlier row version, and must not make the holder an impostor.
+    assume(other_xmin != row["xmin"])
+    seen = dict(seen, pid=row["nl_backendpid"])
+    leftover = identity_of(row, backend_start=AT_09_41_10, row_xmin=other_xmin)
+
+    assert not liveness.record_matches(row, leftover)
+    assert liveness.judge_row(row, leftover, seen, caller_pid, database) == \
+        liveness.judge_row(row, None, seen, caller_pid, database)
+
+
+def test_live_slon_behind_a_leftover_record_is_kept_not_removed():
+    row = lock_row(conncnt=0)
+    leftover = identity_of(row, backend_start=AT_09_41_10, row_xmin=XMIN - 5)
+    slon = backend(application_name="slon.local_listen", backend_start=AT_09_52_59)
+
+    verdict, reason = verdict_of(row, leftover, slon)
+
+    assert verdict == liveness.UNSURE, reason
+
+
+@pytest.mark.parametrize("name, conncnt, exact", [
+    ("slon.local_listen", 0, True),
+    ("slon.local_listen", 1, False),
+    ("slon.node_1_listen", 2, True),
+    ("slon.copy_set_1", 2, True),
+    ("slon.origin_1_provider_1", 2, True),
+    ("slon.node_1_listen", 0, False),
+    ("slon.remoteWorkerThread_2", 2, False),
+    ("slon.node_x_listen", 2, False),
+    ("slon.node_1_listen_", 2, False),
+    ("slon.copy_set_", 2, False),
+    ("slon.origin_1_provider", 2, False),
+    ("slon.node_\u0661_listen", 2, False),  # a digit, but not an ASCII one
+    ("", 0, False),
+    (None, 2, False),
+])
+def test_only_the_exact_name_slon_gives_a_connection_is_adoptable(name, conncnt, exact):
+    row = lock_row(conncnt=conncnt)
+    holder = backend(application_name=name)
+    verdict, _ = verdict_of(row, None, holder)
+
+    assert liveness.carries_slons_exact_name(row, name) is exact
+    assert liveness.adoptable(row, None, holder, verdict) is exact
+
+
+def test_rows_with_a_matching_record_or_a_stale_verdict_are_never_adopted():
+    row = lock_row(conncnt=0)
+    holder = backend(application_name="slon.local_listen")
+
+    assert not liveness.adoptable(row, identity_of(row), holder, liveness.LIVE)
+    assert not liveness.adoptable(row, None, None, liveness.STALE)
+    hidden = backend(datname=None, backend_type=None, application_name="slon.local_listen", backend_start=None)
+    assert not liveness.adoptable(row, None, hidden, liveness.UNSURE)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import load_generator, requires_pid_control
+from slony_nodelock.liveness import LOGIC_VERSION
 from slonybed import SlonyBed
 from slonybed.bed import INSTALL_SQL
 from test_install import FUNCTION_STATE, assert_refused, fingerprint, run_generated
@@ -20,7 +21,7 @@ def verify(server) -> list[tuple]:
 
 
 def all_ok(server, cluster: str = "_bed") -> None:
-    assert verify(server) == [(cluster, True, "1", True, True, None)]
+    assert verify(server) == [(cluster, True, LOGIC_VERSION, True, True, None)]
     assert server.query("select slony_nodelock.assert_ok()") == [(1,)]
 
 
@@ -109,14 +110,19 @@ def test_a_recreated_sl_nodelock_gets_its_identity_recording_back(one_node):
                         " and tgname like 'slony_nodelock%' and tgenabled = 'A'") == [(2,)]
 
 
-def test_verify_flags_a_setting_that_would_silence_re_patching(one_node):
+def test_a_forged_guard_setting_cannot_switch_re_patching_off(one_node):
+    # Release 0.2.0 stood aside while slony_nodelock.patching was on, and any session could set
+    # it: from PGOPTIONS, a conninfo's options, ALTER SYSTEM or ALTER DATABASE. There is no such
+    # setting now; our own DDL is known by its result.
     server = one_node.node(1)
     one_node.install_fix(1)
     server.query("alter database slony_test set slony_nodelock.patching = 'on'")
 
-    [(_, patched, _, _, _, problems)] = verify(server)
+    one_node.cluster.slonik(UPDATE_FUNCTIONS, pgoptions="-c slony_nodelock.patching=on")
 
-    assert patched and "slony_nodelock.patching is set by ALTER ROLE or ALTER DATABASE" in problems
+    all_ok(server)
+    assert server.query("select command_tag, succeeded from slony_nodelock.repatch_log") == [
+        ("CREATE FUNCTION", True)]
 
 
 def test_uninstall_node_leaves_nothing_of_ours_pointing_at_the_dropped_schema(one_node):
@@ -146,18 +152,18 @@ def test_the_migration_chain_keeps_data_and_refuses_what_it_does_not_know(one_no
 
     one_node.install_fix(1)
 
-    assert server.query("select version from slony_nodelock.migration order by 1") == [(1,), (2,)]
+    assert server.query("select version from slony_nodelock.migration order by 1") == [(1,), (2,), (3,)]
     assert server.query("select prosrc from slony_nodelock.stock_function where cluster_schema = '_kept'") == [
         ("begin end",)]
     assert server.query("select pid from slony_nodelock.lock_identity where cluster_schema = '_kept'") == [(4242,)]
     all_ok(server)
 
-    server.query("insert into slony_nodelock.migration (version, name, script_sha256) values (3, '0003_future', 'x')")
+    server.query("insert into slony_nodelock.migration (version, name, script_sha256) values (4, '0004_future', 'x')")
     before = fingerprint(server)
-    assert_refused(server, server.psql_file(INSTALL_SQL), "at migration 3, newer than this script knows (2)")
+    assert_refused(server, server.psql_file(INSTALL_SQL), "at migration 4, newer than this script knows (3)")
     assert fingerprint(server) == before
 
-    server.query("delete from slony_nodelock.migration where version = 3;"
+    server.query("delete from slony_nodelock.migration where version = 4;"
                  "update slony_nodelock.migration set script_sha256 = 'edited' where version = 1")
     assert_refused(server, server.psql_file(INSTALL_SQL), "released migrations must not change")
 

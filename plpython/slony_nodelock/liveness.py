@@ -6,13 +6,16 @@
 # to plain functions and builtin types: no imports, no __future__, no classes.
 #
 # Inputs are mappings, the shape plpy.execute() and psycopg's dict_row both return:
-#   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid"}
-#   identity:  {"nl_nodeid", "nl_conncnt", "pid", "backend_start"}, recorded when the row was made
+#   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid", "xmin"}; xmin names the row version
+#   identity:  {"nl_nodeid", "nl_conncnt", "pid", "backend_start", "row_xmin"}, recorded by a
+#              trigger when the row version row_xmin was inserted (row_xmin None: made by 0.2.0
+#              or earlier, before records were bound to a row version)
 #   backend:   {"pid", "datname", "backend_type", "application_name", "backend_start"},
 #              one per row of pg_stat_activity
-# backend_start values are microseconds since the epoch (integers): exact, and cheap to compare.
+# backend_start values are microseconds since the epoch and xmin values transaction ids, both
+# integers: exact, and cheap to compare.
 
-LOGIC_VERSION = "1"
+LOGIC_VERSION = "2"
 
 CLIENT_BACKEND = "client backend"
 SLON_PREFIX = "slon."
@@ -30,14 +33,55 @@ def clock(epoch_microseconds):
     return "%02d:%02d:%02d UTC" % (seconds // 3600, seconds // 60 % 60, seconds % 60)
 
 
+def record_matches(row, identity):
+    """Whether identity was recorded for this very row version.
+
+    Only the trigger keeps records in step with rows, and triggers can be off for a while
+    (DISABLE TRIGGER, pg_restore --disable-triggers, a damaged install). A record left from an
+    earlier row with the same key and PID would make the backend now holding that PID look like
+    an impostor; binding the record to the row's xmin rules that out. A record that does not
+    match counts as no record."""
+    return (identity is not None and identity["pid"] == row["nl_backendpid"]
+            and identity["row_xmin"] is not None and identity["row_xmin"] == row["xmin"])
+
+
+def _is_digits(text):
+    return text != "" and text.isdigit() and text.isascii()
+
+
+def is_registering_connection(name):
+    """Whether name is one slon gives a connection that calls registerNodeConnection() (Slony
+    2.2: remote_listen.c, remote_worker.c): slon.node_N_listen, slon.copy_set_N or
+    slon.origin_N_provider_N."""
+    if name is None or not name.startswith(SLON_PREFIX):
+        return False
+    parts = name[len(SLON_PREFIX):].split("_")
+    if len(parts) == 3 and parts[0] == "node" and parts[2] == "listen":
+        return _is_digits(parts[1])
+    if len(parts) == 3 and parts[:2] == ["copy", "set"]:
+        return _is_digits(parts[2])
+    if len(parts) == 4 and parts[0] == "origin" and parts[2] == "provider":
+        return _is_digits(parts[1]) and _is_digits(parts[3])
+    return False
+
+
+def carries_slons_exact_name(row, name):
+    """Whether name is exactly the one slon gives the connection that takes such a row: its own
+    local_listen for nl_conncnt 0, a registering connection otherwise."""
+    if row["nl_conncnt"] == 0:
+        return name == OWN_SLON_CONNECTION
+    return is_registering_connection(name)
+
+
 def judge_row(row, identity, backend, caller_pid, database):
     """(verdict, reason) for one lock row.
 
-    identity is the record made when the row was inserted, or None; backend is the
-    pg_stat_activity entry for the row's PID, or None when no such process is listed.
+    identity is the record kept for the row's key, or None; it counts only if it matches the row
+    (record_matches). backend is the pg_stat_activity entry for the row's PID, or None when no
+    such process is listed.
     """
     pid = row["nl_backendpid"]
-    recorded = identity is not None and identity["pid"] == pid
+    recorded = record_matches(row, identity)
     if backend is None:
         return STALE, "pid %d is not a backend of this database" % pid
     if pid == caller_pid and not recorded:
@@ -61,11 +105,16 @@ def judge_row(row, identity, backend, caller_pid, database):
             "after" if backend["backend_start"] > identity["backend_start"] else "but",
             clock(identity["backend_start"]))
 
-    # No identity recorded: the row predates the install, or its PID was changed since.
+    # No record for this row version: the row predates the install, or was written while the
+    # identity triggers were off. Slony 2.2's slon names every connection it makes slon.*, so only
+    # the name slon gives such a holder can keep the row.
     name = backend["application_name"] or ""
-    if name and not name.startswith(SLON_PREFIX):
+    if name == "":
+        return STALE, ("pid %d is a client backend with no application_name; slon names every "
+                       "connection it makes" % pid)
+    if not name.startswith(SLON_PREFIX):
         return STALE, "pid %d is a client backend named '%s', not a slon connection" % (pid, name)
-    if row["nl_conncnt"] == 0 and name not in ("", OWN_SLON_CONNECTION):
+    if row["nl_conncnt"] == 0 and name != OWN_SLON_CONNECTION:
         return STALE, "pid %d is slon's '%s' connection, not the node's own %s" % (
             pid, name, OWN_SLON_CONNECTION)
     return UNSURE, (
@@ -74,8 +123,17 @@ def judge_row(row, identity, backend, caller_pid, database):
     )
 
 
+def adoptable(row, identity, backend, verdict):
+    """Whether install may record the live holder's identity for a row that has none: only a row
+    kept for lack of a record whose holder is a visible client backend carrying exactly the name
+    slon gives that connection."""
+    return (verdict == UNSURE and not record_matches(row, identity) and backend is not None
+            and backend["backend_start"] is not None
+            and carries_slons_exact_name(row, backend["application_name"]))
+
+
 def judge(rows, identities, backends, caller_pid, database):
-    """[(row, verdict, reason)] for every lock row, in the order given.
+    """[(row, verdict, reason, adoptable)] for every lock row, in the order given.
 
     identities: recorded identities, any order; backends: the pg_stat_activity snapshot.
     """
@@ -85,8 +143,10 @@ def judge(rows, identities, backends, caller_pid, database):
     by_pid = {}
     for backend in backends:
         by_pid[backend["pid"]] = backend
-    return [
-        (row,) + judge_row(row, by_key.get((row["nl_nodeid"], row["nl_conncnt"])),
-                           by_pid.get(row["nl_backendpid"]), caller_pid, database)
-        for row in rows
-    ]
+    judged = []
+    for row in rows:
+        identity = by_key.get((row["nl_nodeid"], row["nl_conncnt"]))
+        backend = by_pid.get(row["nl_backendpid"])
+        verdict, reason = judge_row(row, identity, backend, caller_pid, database)
+        judged.append((row, verdict, reason, adoptable(row, identity, backend, verdict)))
+    return judged

@@ -28,7 +28,7 @@ $newer$;
 
 -- Applies one migration unless the registry already has it; a recorded step whose script has
 -- changed since is refused, because released migrations are never edited.
-CREATE FUNCTION pg_temp.slony_nodelock_migrate(p_version int4, p_name text, p_sha256 text, p_script text)
+CREATE OR REPLACE FUNCTION pg_temp.slony_nodelock_migrate(p_version int4, p_name text, p_sha256 text, p_script text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

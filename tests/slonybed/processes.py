@@ -46,14 +46,16 @@ def as_server_user() -> dict:
 
 def run(
     argv: list[str], *, cwd: Path, input: str | None = None, timeout: float = 120,
-    check: bool = True, keep_root: bool = False,
+    check: bool = True, keep_root: bool = False, extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run a short-lived command as the server user and return its captured output.
 
     keep_root runs it as ourselves with the server user's environment, for a launcher that must
     do something as root (such as a mount) before it drops to the server user itself.
+    extra_env adds variables to that environment (PGOPTIONS, say).
     """
     identity = as_server_user()
+    identity["env"].update(extra_env or {})
     if keep_root:
         identity = {"env": identity["env"]}
     result = subprocess.run(

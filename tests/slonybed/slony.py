@@ -69,15 +69,17 @@ class SlonyCluster:
     def node(self, node_id: int) -> PostgresServer:
         return self.nodes[node_id]
 
-    def slonik(self, body: str, timeout: float = 180) -> str:
-        """Run a slonik script with the cluster preamble; raise with slonik's output on failure."""
+    def slonik(self, body: str, timeout: float = 180, pgoptions: str | None = None) -> str:
+        """Run a slonik script with the cluster preamble; raise with slonik's output on failure.
+        pgoptions: server settings for slonik's sessions (libpq's PGOPTIONS)."""
         preamble = [f"cluster name = {self.name};"]
         for node_id, server in self.nodes.items():
             conninfo = server.conninfo()
             assert "'" not in conninfo, conninfo
             preamble.append(f"node {node_id} admin conninfo = '{conninfo}';")
         script = "\n".join(preamble) + "\n" + body + "\n"
-        result = run(["slonik"], cwd=self.workdir, input=script, timeout=timeout, check=False)
+        result = run(["slonik"], cwd=self.workdir, input=script, timeout=timeout, check=False,
+                     extra_env={"PGOPTIONS": pgoptions} if pgoptions else None)
         if result.returncode != 0:
             raise SlonikError(f"slonik failed ({result.returncode}):\n{script}\n{result.stdout}{result.stderr}")
         return result.stdout + result.stderr

@@ -5,14 +5,10 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-    v_was_patching text := COALESCE(pg_catalog.current_setting('slony_nodelock.patching', true), '');
 BEGIN
-    -- A COMMENT fires the re-patch event trigger too; this one is ours.
-    PERFORM pg_catalog.set_config('slony_nodelock.patching', 'on', true);
+    -- A COMMENT sets off the re-patch event trigger too, which knows this one by its text.
     EXECUTE pg_catalog.format('COMMENT ON FUNCTION %I.cleanupnodelock() IS %L', p_cluster,
         'slony-nodelock: removes sl_nodelock rows whose holder is gone, judged by PID and backend start time');
-    PERFORM pg_catalog.set_config('slony_nodelock.patching', v_was_patching, true);
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.comment_patched(name) IS 'slony-nodelock: comment a replacement cleanupnodelock() as ours';

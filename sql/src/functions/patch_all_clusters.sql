@@ -1,17 +1,23 @@
--- Patches every Slony cluster schema in the database; returns how many it changed.
+-- Patches every Slony cluster schema in the database; returns how many it changed. A schema that
+-- only looks like a cluster is left alone, with a NOTICE saying why.
 CREATE OR REPLACE FUNCTION slony_nodelock.patch_all_clusters()
 RETURNS int4
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v_cluster name;
+    v_candidate record;
     v_seen int4 := 0;
     v_changed int4 := 0;
 BEGIN
-    FOR v_cluster IN SELECT c FROM slony_nodelock.clusters() c LOOP
+    FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c LOOP
+        IF NOT v_candidate.is_cluster THEN
+            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %',
+                pg_catalog.quote_ident(v_candidate.schema_name), v_candidate.why_not;
+            CONTINUE;
+        END IF;
         v_seen := v_seen + 1;
-        IF slony_nodelock.patch_cluster(v_cluster) THEN
+        IF slony_nodelock.patch_cluster(v_candidate.schema_name) THEN
             v_changed := v_changed + 1;
         END IF;
     END LOOP;

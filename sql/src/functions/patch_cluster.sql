@@ -10,12 +10,16 @@ DECLARE
     v_source text := slony_nodelock.cleanupnodelock_source(p_cluster);
     v_fn pg_catalog.pg_proc;
     v_lang name;
-    v_was_patching text;
+    v_candidate record;
     v_changed boolean := false;
     v_adopted int4;
 BEGIN
-    IF v_table IS NULL THEN
+    SELECT c.is_cluster, c.why_not INTO v_candidate FROM slony_nodelock.cluster_candidates() c WHERE c.schema_name = p_cluster;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'slony-nodelock: schema % holds no sl_nodelock table; it is not a Slony cluster', pg_catalog.quote_ident(p_cluster);
+    ELSIF NOT v_candidate.is_cluster THEN
+        RAISE EXCEPTION 'slony-nodelock: schema % is not patched: it holds an sl_nodelock table, but %',
+            pg_catalog.quote_ident(p_cluster), v_candidate.why_not;
     END IF;
     IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = v_table AND NOT a.attisdropped
@@ -33,9 +37,8 @@ BEGIN
     END IF;
     SELECT l.lanname INTO v_lang FROM pg_catalog.pg_language l WHERE l.oid = v_fn.prolang;
 
-    -- Our DDL below must not set off the re-patch event trigger.
-    v_was_patching := COALESCE(pg_catalog.current_setting('slony_nodelock.patching', true), '');
-    PERFORM pg_catalog.set_config('slony_nodelock.patching', 'on', true);
+    -- The re-patch event trigger sees our CREATE and COMMENT too, and knows them by their result:
+    -- a function, or a comment, that is already ours.
     IF v_fn.prosrc IS DISTINCT FROM v_source OR v_lang <> 'plpython3u' THEN
         -- Whatever is there now, unless ours, is what Slony installed last.
         PERFORM slony_nodelock.save_stock_function(p_cluster);
@@ -64,12 +67,13 @@ BEGIN
         EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER slony_nodelock_truncate', v_table);
         v_changed := true;
     END IF;
-    -- Records left behind while the triggers were missing or disabled.
+    -- Records left behind while the triggers were missing or disabled: the same test as
+    -- liveness.record_matches(), a record describes the row with its key, PID and xmin, or none.
     EXECUTE pg_catalog.format(
         'DELETE FROM slony_nodelock.lock_identity i WHERE i.cluster_schema = %L AND NOT EXISTS '
-        '(SELECT FROM %s l WHERE l.nl_nodeid = i.nl_nodeid AND l.nl_conncnt = i.nl_conncnt AND l.nl_backendpid = i.pid)',
+        '(SELECT FROM %s l WHERE l.nl_nodeid = i.nl_nodeid AND l.nl_conncnt = i.nl_conncnt '
+        'AND l.nl_backendpid = i.pid AND l.xmin = i.row_xmin)',
         p_cluster, v_table);
-    PERFORM pg_catalog.set_config('slony_nodelock.patching', v_was_patching, true);
 
     v_adopted := slony_nodelock.adopt_live_locks(p_cluster);
     IF v_changed OR v_adopted > 0 THEN

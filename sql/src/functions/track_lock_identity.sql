@@ -1,33 +1,34 @@
--- Trigger on each cluster's sl_nodelock: records who took a new lock row and forgets the record
--- when the row goes or changes hands. SECURITY DEFINER because slon may run as a role that cannot
--- write our table.
+-- Trigger on each cluster's sl_nodelock: records who took a new lock row, and which row version
+-- the record describes (its xmin), and forgets the record when the row goes or changes. SECURITY
+-- DEFINER because slon may run as a role that cannot write our table.
 CREATE OR REPLACE FUNCTION slony_nodelock.track_lock_identity()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    v_xmin xid;
 BEGIN
-    IF TG_OP = 'DELETE' THEN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        -- An updated row is a new row version that no record describes.
         DELETE FROM slony_nodelock.lock_identity i
          WHERE i.cluster_schema = TG_TABLE_SCHEMA AND i.nl_nodeid = OLD.nl_nodeid AND i.nl_conncnt = OLD.nl_conncnt;
-    ELSIF TG_OP = 'UPDATE' THEN
-        -- A row whose key or PID was changed by hand no longer names the backend we recorded.
-        IF (OLD.nl_nodeid, OLD.nl_conncnt, OLD.nl_backendpid) IS DISTINCT FROM (NEW.nl_nodeid, NEW.nl_conncnt, NEW.nl_backendpid) THEN
-            DELETE FROM slony_nodelock.lock_identity i
-             WHERE i.cluster_schema = TG_TABLE_SCHEMA AND i.nl_nodeid = OLD.nl_nodeid AND i.nl_conncnt = OLD.nl_conncnt;
-        END IF;
     ELSIF NEW.nl_backendpid = pg_catalog.pg_backend_pid() THEN
         -- Only our own backend's start time is known for sure; a row naming another PID gets none.
-        INSERT INTO slony_nodelock.lock_identity AS i (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start)
-        SELECT TG_TABLE_SCHEMA, NEW.nl_nodeid, NEW.nl_conncnt, a.pid, a.backend_start
+        -- A trigger's NEW has no system columns; an AFTER trigger sees the row it fired for.
+        EXECUTE pg_catalog.format('SELECT l.xmin FROM %I.%I l WHERE l.nl_nodeid OPERATOR(pg_catalog.=) $1 '
+                                  'AND l.nl_conncnt OPERATOR(pg_catalog.=) $2', TG_TABLE_SCHEMA, TG_TABLE_NAME)
+           INTO v_xmin USING NEW.nl_nodeid, NEW.nl_conncnt;
+        INSERT INTO slony_nodelock.lock_identity AS i (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin)
+        SELECT TG_TABLE_SCHEMA, NEW.nl_nodeid, NEW.nl_conncnt, a.pid, a.backend_start, v_xmin
           FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a
-         WHERE a.backend_start IS NOT NULL
+         WHERE a.backend_start IS NOT NULL AND v_xmin IS NOT NULL
         ON CONFLICT (cluster_schema, nl_nodeid, nl_conncnt)
-        DO UPDATE SET pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start;
+        DO UPDATE SET pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start, row_xmin = EXCLUDED.row_xmin;
     END IF;
     RETURN NULL;
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.track_lock_identity() IS 'slony-nodelock: trigger recording the backend (pid, backend_start) that takes each sl_nodelock row';
+COMMENT ON FUNCTION slony_nodelock.track_lock_identity() IS 'slony-nodelock: trigger recording the backend (pid, backend_start) that takes each sl_nodelock row, bound to the row''s xmin';
 -- A trigger function that writes our table with our rights: nobody else may attach it.
 REVOKE EXECUTE ON FUNCTION slony_nodelock.track_lock_identity() FROM PUBLIC;

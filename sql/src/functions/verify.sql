@@ -1,5 +1,7 @@
--- One row per Slony cluster schema: is it running our cleanupnodelock(), and is everything around
--- it in place? problems is NULL when all is well, else says what is wrong and what to run.
+-- One row per Slony cluster schema (found from Slony's own tables, so a cluster whose
+-- cleanupnodelock() is gone is still listed): is it running our cleanupnodelock(), and is
+-- everything around it in place? problems is NULL when all is well, else says what is wrong and
+-- what to run.
 -- SECURITY DEFINER so that a monitoring role can call it: it only reads, and returns only this.
 CREATE OR REPLACE FUNCTION slony_nodelock.verify()
 RETURNS TABLE (cluster name, patched boolean, logic_version text, identity_recording boolean,
@@ -18,9 +20,11 @@ BEGIN
           FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
          WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(cluster))
            AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
-        patched := v_fn.lanname = 'plpython3u' AND v_fn.prosrc LIKE '# slony-nodelock %';
+        patched := COALESCE(v_fn.lanname = 'plpython3u' AND v_fn.prosrc LIKE '# slony-nodelock %', false);
         logic_version := pg_catalog.substring(v_fn.prosrc, 'LOGIC_VERSION = "([^"]*)"');
-        IF NOT patched THEN
+        IF v_fn IS NULL THEN
+            v_found := v_found || 'cleanupnodelock() is missing, so slon cannot start on this node'::text;
+        ELSIF NOT patched THEN
             v_found := v_found || 'cleanupnodelock() is not ours: slon judges its lock by kill(pid, 0) alone'::text;
         ELSIF v_fn.prosrc <> slony_nodelock.cleanupnodelock_source(cluster) THEN
             v_found := v_found || 'cleanupnodelock() comes from another slony-nodelock release'::text;
@@ -43,11 +47,6 @@ BEGIN
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
                         WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled = 'A') THEN
             v_found := v_found || 'the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE FUNCTIONS would undo the patch'::text;
-        END IF;
-        -- The re-patch trigger stands aside while this setting is on; only our own code sets it.
-        IF EXISTS (SELECT FROM pg_catalog.pg_db_role_setting r, pg_catalog.unnest(r.setconfig) c(setting)
-                    WHERE c.setting LIKE 'slony_nodelock.patching=%') THEN
-            v_found := v_found || 'slony_nodelock.patching is set by ALTER ROLE or ALTER DATABASE, which turns re-patching off; RESET it'::text;
         END IF;
         problems := CASE WHEN pg_catalog.cardinality(v_found) = 0 THEN NULL
                          ELSE pg_catalog.array_to_string(v_found, '; ') || '; ' || v_fix END;

@@ -1,0 +1,11 @@
+-- slony-nodelock migration 0003 (release 0.3.0): bind each identity record to the row version it
+-- describes. Never edit once released; add a new step instead.
+
+-- A record is matched to its sl_nodelock row by key and PID, and only the trigger keeps the two
+-- in step. With the trigger off for a while (DISABLE TRIGGER, pg_restore --disable-triggers), a
+-- record could outlive its row and then be read against a later row that has the same key and
+-- PID, making that row's live holder look like an impostor. The row's xmin, stored with the
+-- record, ties the record to one row version: a record whose row_xmin is not the row's xmin
+-- counts as no record. Records made by earlier releases have none, and count as no record.
+ALTER TABLE slony_nodelock.lock_identity ADD COLUMN row_xmin xid;
+COMMENT ON COLUMN slony_nodelock.lock_identity.row_xmin IS 'xmin of the sl_nodelock row version this record describes';
