@@ -35,6 +35,15 @@ def bed() -> Iterator[SlonyBed]:
         yield b
 
 
+@pytest.fixture
+def fixed_bed(bed: SlonyBed) -> SlonyBed:
+    """The replicating two-node bed with sql/install.sql run on node 1."""
+    bed.build_replicating()
+    output = bed.install_fix(1)
+    assert 'patched cluster _bed' in output
+    return bed
+
+
 def load_generator() -> ModuleType:
     """sql/generate.py as a module, to build variants of the scripts (it is not a package)."""
     spec = importlib.util.spec_from_file_location("generate", REPO / "sql" / "generate.py")

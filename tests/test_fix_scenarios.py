@@ -10,15 +10,6 @@ from conftest import requires_pid_control
 from slonybed.slony import DUPLICATE_LOCK
 
 
-@pytest.fixture
-def fixed_bed(bed):
-    """The replicating two-node bed with sql/install.sql run on node 1."""
-    bed.build_replicating()
-    output = bed.install_fix(1)
-    assert 'patched cluster _bed' in output
-    return bed
-
-
 def _slon_recovers(bed, stale: int) -> None:
     slon = bed.start_slon(1)
     holder = bed.cluster.wait_slon_holds_lock(slon)

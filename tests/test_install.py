@@ -315,3 +315,56 @@ def test_every_cluster_in_the_database_is_patched_with_a_notice_each(server):
     patched = [line for line in result.stderr.splitlines() if "NOTICE:  slony-nodelock: patched cluster" in line]
     assert len(patched) == 2 and "_east" in patched[0] and "_west" in patched[1]
     assert server.query("select cluster, patched from slony_nodelock.verify()") == [("_east", True), ("_west", True)]
+
+
+def test_install_sql_runs_twice_in_one_psql_session(server):
+    add_stock_like_cluster(server, "_c1")
+    twice = server.home / "install-twice.sql"
+    twice.write_text(f"\\i {INSTALL_SQL}\n\\i {INSTALL_SQL}\n")
+
+    result = server.psql_file(twice)
+
+    assert result.returncode == 0, result.stderr
+    assert "patched cluster _c1" in result.stderr
+    assert "cluster _c1 is already patched; nothing changed" in result.stderr
+    assert server.query("select cluster, patched, problems from slony_nodelock.verify()") == [("_c1", True, None)]
+
+
+LOOK_ALIKES = """
+create role alice login;
+create schema _alike authorization alice;
+create table _alike.sl_node (no_id int4 primary key);
+create table _alike.sl_nodelock (nl_nodeid int4, nl_conncnt serial, nl_backendpid int4,
+                                 primary key (nl_nodeid, nl_conncnt));
+create function _alike.cleanupnodelock() returns int4 language sql as 'select 0';
+alter table _alike.sl_node owner to alice;
+alter table _alike.sl_nodelock owner to alice;
+alter function _alike.cleanupnodelock() owner to alice;
+create schema _nonode;
+create table _nonode.sl_nodelock (nl_nodeid int4, nl_conncnt serial, nl_backendpid int4,
+                                  primary key (nl_nodeid, nl_conncnt));
+create function _nonode.cleanupnodelock() returns int4 language sql as 'select 0';
+"""
+
+
+def test_schemas_slony_did_not_make_are_left_alone_with_the_reason(server):
+    add_stock_like_cluster(server, "_c1")
+    server.query(LOOK_ALIKES)
+    before = {s: server.query(FUNCTION_STATE, (s,)) for s in ("_alike", "_nonode")}
+
+    result = server.psql_file(INSTALL_SQL)
+
+    assert result.returncode == 0, result.stderr
+    assert ("skipped schema _alike: it holds an sl_nodelock table, but it is owned by alice, "
+            "not a superuser, so Slony did not make it") in result.stderr
+    assert ("skipped schema _nonode: it holds an sl_nodelock table, but it has no sl_node table, "
+            "so Slony did not make it") in result.stderr
+    # Nor does the re-patch trigger touch them when their owner replaces the function.
+    with server.connect(user="alice") as alice:
+        alice.execute("create or replace function _alike.cleanupnodelock() returns int4 language sql as 'select 1'")
+    server.query("create or replace function _nonode.cleanupnodelock() returns int4 language sql as 'select 0'")
+    assert {s: server.query(FUNCTION_STATE, (s,)) for s in ("_nonode",)} == {"_nonode": before["_nonode"]}
+    assert server.query(FUNCTION_STATE, ("_alike",))[0][1] == "sql"
+    assert server.query("select count(*) from pg_catalog.pg_trigger where tgname like 'slony_nodelock%'"
+                        " and tgrelid <> '_c1.sl_nodelock'::regclass") == [(0,)]
+    assert server.query("select cluster from slony_nodelock.verify()") == [("_c1",)]

@@ -184,3 +184,37 @@ def test_uninstall_after_update_functions_restores_what_slony_loaded_last(one_no
     all_ok(server)
     one_node.uninstall_fix(1)
     assert server.query(FUNCTION_STATE, ("_bed",)) == current
+
+
+def test_a_repatch_that_cannot_get_its_lock_in_time_never_fails_update_functions(one_node):
+    server = one_node.node(1)
+    one_node.install_fix(1)
+    with server.connect() as blocker:
+        # Another session holds a lock the re-patch needs (our records table), and slonik's
+        # session waits at most half a second for any lock.
+        blocker.execute("begin; lock table slony_nodelock.lock_identity in access exclusive mode")
+
+        one_node.cluster.slonik(UPDATE_FUNCTIONS, pgoptions="-c lock_timeout=500")  # raises if slonik fails
+
+        blocker.execute("rollback")
+    assert "WARNING:  slony-nodelock: cluster _bed is NOT patched: re-patching after CREATE FUNCTION failed " \
+           "(canceling statement due to lock timeout)" in server.logfile.read_text()
+    with pytest.raises(Exception, match="cluster _bed: cleanupnodelock[(][)] is not ours"):
+        server.query("select slony_nodelock.assert_ok()")
+
+
+def test_a_statement_timeout_during_the_repatch_never_fails_update_functions(one_node):
+    server = one_node.node(1)
+    one_node.install_fix(1)
+    with server.connect() as blocker:
+        # The re-patch waits for our records table up to its own 5 s bound; slonik's
+        # statement_timeout cancels it first, and the cancel must not reach Slony's command.
+        blocker.execute("begin; lock table slony_nodelock.lock_identity in access exclusive mode")
+
+        one_node.cluster.slonik(UPDATE_FUNCTIONS, pgoptions="-c statement_timeout=3000")
+
+        blocker.execute("rollback")
+    assert "re-patching after CREATE FUNCTION failed (canceling statement due to statement timeout)" \
+        in server.logfile.read_text()
+    with pytest.raises(Exception, match="cluster _bed: cleanupnodelock[(][)] is not ours"):
+        server.query("select slony_nodelock.assert_ok()")

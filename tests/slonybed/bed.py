@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .pidreuse import BackendHolder, SleepHolder
+from .pidreuse import BackendHolder, SleepHolder, start_slon_on_pid
 from .postgres import TEMPLATE_DIR, PostgresServer, make_template
 from .processes import ProcessLedger, server_account
 from .slony import Slon, SlonyCluster
@@ -153,6 +153,12 @@ class SlonyBed:
         holder = SleepHolder.claim(pid, cwd=self.root)
         self.holders.append(holder)
         return holder
+
+    def start_slon_on_pid(self, node_id: int, pid: int) -> Slon:
+        """Start node_id's slon with its local_listen backend on pid (see start_slon_on_pid)."""
+        assert self.cluster is not None
+        self.slons[node_id] = start_slon_on_pid(self.cluster, node_id, pid)
+        return self.slons[node_id]
 
     def put_backend_on(self, node_id: int, pid: int, application_name: str) -> BackendHolder:
         holder = BackendHolder.open(self.node(node_id), application_name)

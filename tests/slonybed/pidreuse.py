@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import subprocess
 import time
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
+from psycopg import sql
 
 from .postgres import PostgresServer
 from .processes import SessionProcess
 
+if TYPE_CHECKING:
+    from .slony import Slon, SlonyCluster
+
 NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
 MAX_ATTEMPTS = 50
+# The forks slon's start-up makes before local_listen connects: the slon process, its worker,
+# and the worker's start-up connection.
+FORKS_BEFORE_LOCAL_LISTEN = 3
 
 # Attempts each successful claim needed, for the suite's closing summary.
 attempt_log: list[int] = []
@@ -32,10 +41,11 @@ def _pid_in_use(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
-def _prepare_next_fork(pid: int) -> None:
+def _prepare_next_fork(pid: int, forks_before: int = 0) -> None:
+    """Make the fork that comes forks_before forks from now get pid, if nothing else forks."""
     if _pid_in_use(pid):
         raise PidBusy(f"pid {pid} is already in use: {Path(f'/proc/{pid}/cmdline').read_bytes()!r}")
-    NS_LAST_PID.write_text(str(pid - 1))
+    NS_LAST_PID.write_text(str(pid - 1 - forks_before))
 
 
 class _CounterRestored:
@@ -87,10 +97,13 @@ class SleepHolder:
 
 @dataclass
 class BackendHolder:
-    """A client backend of the node's server on a chosen PID, with a chosen application_name.
+    """A client backend of the node's server on a chosen PID, with a chosen application_name
+    (empty, too: what most drivers leave it).
 
     Only the postmaster can fork a backend, so we keep one psql running and make it \\connect:
-    the postmaster's fork for the new connection is the one that takes the prepared PID.
+    the postmaster's fork for the new connection is the one that takes the prepared PID. Each
+    attempt connects under a name of its own, so that its backend is told from every other; the
+    winner then takes the chosen name with SET, as an application would.
     """
 
     server: PostgresServer
@@ -98,7 +111,6 @@ class BackendHolder:
     watch: psycopg.Connection
     application_name: str
     pid: int | None = None
-    _seen: set[int] = field(default_factory=set)
 
     @classmethod
     def open(cls, server: PostgresServer, application_name: str) -> "BackendHolder":
@@ -116,34 +128,66 @@ class BackendHolder:
         self.psql.popen.stdin.write(line.encode() + b"\n")
         self.psql.popen.stdin.flush()
 
-    def _new_backend_pid(self, timeout: float = 10) -> int:
+    def _backend_named(self, name: str, timeout: float = 10) -> int:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             rows = self.watch.execute(
-                "select pid from pg_catalog.pg_stat_activity where application_name = %s",
-                (self.application_name,),
+                "select pid from pg_catalog.pg_stat_activity where application_name = %s "
+                "and backend_type = 'client backend' and pid <> pg_catalog.pg_backend_pid()",
+                (name,),
             ).fetchall()
-            fresh = [pid for (pid,) in rows if pid not in self._seen]
-            if fresh:
-                self._seen.add(fresh[0])
-                return fresh[0]
+            if len(rows) == 1:
+                return rows[0][0]
             if not self.psql.session_alive():
                 raise RuntimeError(f"holder psql exited:\n{self.psql.log_text()}")
             time.sleep(0.02)
-        raise RuntimeError(f"psql made no backend named {self.application_name!r} in {timeout}s")
+        raise RuntimeError(f"psql made no backend named {name!r} in {timeout}s")
 
     def claim(self, pid: int) -> "BackendHolder":
-        target = self.server.conninfo(application_name=self.application_name)
         with _CounterRestored():
             for attempt in range(1, MAX_ATTEMPTS + 1):
+                trial = f"slonybed.claim-{uuid.uuid4()}"
                 _prepare_next_fork(pid)
-                self._send(f"\\connect '{target}'")
-                if self._new_backend_pid() == pid:
-                    self.pid = pid
-                    attempt_log.append(attempt)
-                    return self
-        raise RuntimeError(f"could not get pid {pid} in {MAX_ATTEMPTS} attempts")
+                self._send(f"\\connect '{self.server.conninfo(application_name=trial)}'")
+                if self._backend_named(trial) == pid:
+                    break
+            else:
+                raise RuntimeError(f"could not get pid {pid} in {MAX_ATTEMPTS} attempts")
+        self._send("set application_name = %s;" % sql.quote(self.application_name))
+        deadline = time.monotonic() + 10
+        while self.watch.execute("select application_name from pg_catalog.pg_stat_activity where pid = %s",
+                                 (pid,)).fetchall() != [(self.application_name,)]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"backend {pid} did not take the name {self.application_name!r}")
+            time.sleep(0.02)
+        self.pid = pid
+        attempt_log.append(attempt)
+        return self
 
     def release(self) -> None:
         self.watch.close()
         self.psql.kill_session()
+
+
+def start_slon_on_pid(cluster: "SlonyCluster", node_id: int, pid: int) -> "Slon":
+    """Start node_id's slon so that its local_listen backend, the one that takes the node's lock
+    row, gets pid: what a reboot or a container restart does by chance.
+
+    slon's start-up forks in a fixed order (the slon process, its worker, the worker's start-up
+    connection, then local_listen's), but other forks on the machine may come between; so each
+    miss is stopped and the lead adjusted by how far it landed from pid.
+    """
+    lead = FORKS_BEFORE_LOCAL_LISTEN
+    with _CounterRestored():
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            cluster.wait_lock_holder_gone(node_id)
+            _prepare_next_fork(pid, forks_before=lead)
+            slon = cluster.start_slon(node_id)
+            got = cluster.wait_slon_holds_lock(slon)
+            if got == pid:
+                attempt_log.append(attempt)
+                return slon
+            slon.stop()
+            # local_listen was fork number lead + (got - pid) after the counter was set.
+            lead = max(0, lead + got - pid)
+    raise RuntimeError(f"could not start slon {node_id} on pid {pid} in {MAX_ATTEMPTS} attempts")

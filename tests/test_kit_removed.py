@@ -1,0 +1,77 @@
+"""The kit taken away under a running node, by a CASCADE: slon keeps a working cleanupNodelock(),
+and the checks say what is wrong instead of all is well."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_install import FUNCTION_STATE, add_stock_like_cluster
+
+
+def notices_of(server, statement: str, params: tuple = ()) -> list[str]:
+    """Run statement; return every NOTICE and WARNING it raised, with its severity."""
+    seen: list[str] = []
+    with server.connect() as conn:
+        conn.add_notice_handler(lambda d: seen.append(f"{d.severity}: {d.message_primary}"))
+        conn.execute(statement, params)
+    return seen
+
+
+def restart_slon_1(bed) -> None:
+    bed.slons[1].stop()
+    bed.cluster.wait_lock_holder_gone(1)
+    slon = bed.start_slon(1)
+    bed.cluster.wait_slon_holds_lock(slon)
+    bed.cluster.assert_replicates(1, 2)
+
+
+def test_slon_keeps_running_and_restarts_when_our_schema_is_dropped(fixed_bed):
+    bed, node = fixed_bed, fixed_bed.node(1)
+    holder = bed.cluster.wait_slon_holds_lock(bed.slons[1])
+
+    node.query("drop schema slony_nodelock cascade")
+
+    # slon's cleanup thread runs cleanupEvent(), which calls cleanupNodelock().
+    seen = notices_of(node, 'select "_bed".cleanupEvent(%s::interval)', ("10 minutes",))
+    warnings = [n for n in seen if n.startswith("WARNING") and "slony-nodelock" in n]
+    assert len(warnings) == 1, seen
+    assert 'cluster "_bed" cannot read its lock records' in warnings[0]
+    assert "no holder that might be slon is removed" in warnings[0]
+    assert "psql -v ON_ERROR_STOP=1 -d slony_test -f sql/install.sql" in warnings[0]
+    assert bed.cluster.own_lock_pid(1) == holder
+    assert bed.slons[1].alive()
+    bed.cluster.assert_replicates(1, 2)
+
+    restart_slon_1(bed)
+    assert "cannot read its lock records" in bed.slons[1].log
+
+
+def test_dropping_plpython_puts_slonys_function_back_and_the_checks_name_every_cluster(fixed_bed):
+    bed, node = fixed_bed, fixed_bed.node(1)
+    add_stock_like_cluster(node, "_second")
+    bed.install_fix(1)
+    saved = dict(node.query("select cluster_schema, prosrc from slony_nodelock.stock_function"))
+
+    seen = notices_of(node, "drop extension plpython3u cascade")
+
+    for cluster in ("_bed", "_second"):
+        assert any(n.startswith("WARNING") and f"cleanupnodelock() of cluster {cluster} in database slony_test "
+                   "was dropped; Slony's own version is back" in n for n in seen), seen
+        [state] = node.query(FUNCTION_STATE, (cluster,))
+        assert (state[0], state[1]) == (saved[cluster], "plpgsql")
+    [(cluster, patched)] = node.query("select cluster, patched from slony_nodelock.verify() where cluster = '_bed'")
+    assert not patched
+    with pytest.raises(Exception) as raised:
+        node.query("select slony_nodelock.assert_ok()")
+    assert "cluster _bed: cleanupnodelock() is not ours" in str(raised.value)
+    assert "cluster _second: cleanupnodelock() is not ours" in str(raised.value)
+
+    # Slony's own function, put back, is what slon runs now.
+    assert bed.slons[1].alive()
+    node.query('select "_bed".cleanupEvent(%s::interval)', ("10 minutes",))
+    restart_slon_1(bed)
+
+    # Installing again brings the language and the patch back.
+    bed.install_fix(1)
+    assert node.query("select cluster, patched, problems from slony_nodelock.verify()") == [
+        ("_bed", True, None), ("_second", True, None)]
