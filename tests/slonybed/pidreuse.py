@@ -7,6 +7,7 @@ there first; then we let the stray holder go and try again.
 
 from __future__ import annotations
 
+import random
 import subprocess
 import time
 import uuid
@@ -25,9 +26,10 @@ if TYPE_CHECKING:
 
 NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
 MAX_ATTEMPTS = 50
-# The forks slon's start-up makes before local_listen connects: the slon process, its worker,
-# and the worker's start-up connection.
-FORKS_BEFORE_LOCAL_LISTEN = 3
+# Forks on this machine between slon's start and its local_listen backend's: the slon process,
+# its worker, the worker's start-up connection, and what the server forks meanwhile. Measured
+# (8 to 12 here); start_slon_on_pid adjusts from it.
+FORKS_BEFORE_LOCAL_LISTEN = 9
 
 # Attempts each successful claim needed, for the suite's closing summary.
 attempt_log: list[int] = []
@@ -173,14 +175,19 @@ def start_slon_on_pid(cluster: "SlonyCluster", node_id: int, pid: int) -> "Slon"
     """Start node_id's slon so that its local_listen backend, the one that takes the node's lock
     row, gets pid: what a reboot or a container restart does by chance.
 
-    slon's start-up forks in a fixed order (the slon process, its worker, the worker's start-up
-    connection, then local_listen's), but other forks on the machine may come between; so each
-    miss is stopped and the lead adjusted by how far it landed from pid.
+    slon's start-up forks in a fixed order (slon, its worker, the worker's start-up connection,
+    then local_listen's, with the server's own forks between), so each miss is stopped and the
+    lead adjusted by how far it landed from pid. A miss's backends must be gone before the next
+    try, or the PIDs they still hold would shift it.
     """
+    server = cluster.node(node_id)
     lead = FORKS_BEFORE_LOCAL_LISTEN
+    # The largest lead seen to land above pid, and the smallest seen to land below it.
+    short, long_ = None, None
     with _CounterRestored():
         for attempt in range(1, MAX_ATTEMPTS + 1):
             cluster.wait_lock_holder_gone(node_id)
+            before = _slon_backends(server)
             _prepare_next_fork(pid, forks_before=lead)
             slon = cluster.start_slon(node_id)
             got = cluster.wait_slon_holds_lock(slon)
@@ -188,6 +195,28 @@ def start_slon_on_pid(cluster: "SlonyCluster", node_id: int, pid: int) -> "Slon"
                 attempt_log.append(attempt)
                 return slon
             slon.stop()
-            # local_listen was fork number lead + (got - pid) after the counter was set.
+            deadline = time.monotonic() + 15
+            while not _slon_backends(server) <= before:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"slon {node_id}'s backends did not exit after it was stopped")
+                time.sleep(0.05)
+            if got > pid:
+                short = lead if short is None else max(short, lead)
+            else:
+                long_ = lead if long_ is None else min(long_, lead)
+            # local_listen was fork number lead + (got - pid) after the counter was set, but other
+            # forks on the machine vary that count from one try to the next: once pid lies
+            # between two tries, halve the gap; when no lead is left between them, start over.
             lead = max(0, lead + got - pid)
+            if short is not None and long_ is not None:
+                if long_ - short > 1:
+                    lead = (short + long_) // 2
+                else:
+                    lead = random.choice((short, long_))
+                    short, long_ = None, None
     raise RuntimeError(f"could not start slon {node_id} on pid {pid} in {MAX_ATTEMPTS} attempts")
+
+
+def _slon_backends(server: PostgresServer) -> set[int]:
+    return {pid for (pid,) in server.query(
+        "select pid from pg_catalog.pg_stat_activity where application_name like 'slon.%'")}
