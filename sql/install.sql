@@ -164,9 +164,10 @@ SELECT $slony_nodelock_py$
 #
 # Inputs are mappings, the shape plpy.execute() and psycopg's dict_row both return:
 #   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid", "xmin"}; xmin names the row version
-#   identity:  {"nl_nodeid", "nl_conncnt", "pid", "backend_start", "row_xmin"}, recorded by a
-#              trigger when the row version row_xmin was inserted (row_xmin None: made by 0.2.0
-#              or earlier, before records were bound to a row version)
+#   identity:  {"cluster", "nl_nodeid", "nl_conncnt", "pid", "backend_start", "row_xmin"},
+#              recorded by a trigger when the row version row_xmin was inserted into the
+#              cluster's sl_nodelock (row_xmin None: made by 0.2.0 or earlier, before records were
+#              bound to a row version)
 #   backend:   {"pid", "datname", "backend_type", "application_name", "backend_start"},
 #              one per row of pg_stat_activity
 # backend_start values are microseconds since the epoch and xmin values transaction ids, both
@@ -230,12 +231,13 @@ def carries_slons_exact_name(row, name):
     return is_registering_connection(name)
 
 
-def judge_row(row, identity, backend, caller_pid, database):
+def judge_row(row, identity, backend, caller_pid, database, took_other=None):
     """(verdict, reason) for one lock row.
 
     identity is the record kept for the row's key, or None; it counts only if it matches the row
     (record_matches). backend is the pg_stat_activity entry for the row's PID, or None when no
-    such process is listed.
+    such process is listed. took_other names another lock row, of any cluster in the database,
+    that this very backend (same PID and start time) is recorded to have taken, or is None.
     """
     pid = row["nl_backendpid"]
     recorded = record_matches(row, identity)
@@ -265,6 +267,11 @@ def judge_row(row, identity, backend, caller_pid, database):
     # No record for this row version: the row predates the install, or was written while the
     # identity triggers were off. Slony 2.2's slon names every connection it makes slon.*, so only
     # the name slon gives such a holder can keep the row.
+    if took_other is not None:
+        # slon takes one lock per connection: local_listen its node's row, each registering
+        # connection one registerNodeConnection() row.
+        return STALE, ("pid %d is the client backend that took the lock of %s, and slon takes one "
+                       "lock per connection" % (pid, took_other))
     name = backend["application_name"] or ""
     if name == "":
         return STALE, ("pid %d is a client backend with no application_name; slon names every "
@@ -289,22 +296,35 @@ def adoptable(row, identity, backend, verdict):
             and carries_slons_exact_name(row, backend["application_name"]))
 
 
-def judge(rows, identities, backends, caller_pid, database):
-    """[(row, verdict, reason, adoptable)] for every lock row, in the order given.
+def judge(rows, records, backends, caller_pid, database, cluster=None):
+    """[(row, verdict, reason, adoptable)] for every lock row of cluster, in the order given.
 
-    identities: recorded identities, any order; backends: the pg_stat_activity snapshot.
+    records: identity records of any cluster in the database (at least those naming the rows'
+    PIDs), any order; backends: the pg_stat_activity snapshot.
     """
-    by_key = {}
-    for identity in identities:
-        by_key[(identity["nl_nodeid"], identity["nl_conncnt"])] = identity
+    own = {}
+    takers = {}
+    for record in records:
+        key = (record["nl_nodeid"], record["nl_conncnt"])
+        if record.get("cluster") == cluster:
+            own[key] = record
+        takers.setdefault((record["pid"], record["backend_start"]), []).append(
+            (record.get("cluster"), key))
     by_pid = {}
     for backend in backends:
         by_pid[backend["pid"]] = backend
     judged = []
     for row in rows:
-        identity = by_key.get((row["nl_nodeid"], row["nl_conncnt"]))
+        key = (row["nl_nodeid"], row["nl_conncnt"])
+        identity = own.get(key)
         backend = by_pid.get(row["nl_backendpid"])
-        verdict, reason = judge_row(row, identity, backend, caller_pid, database)
+        took_other = None
+        if backend is not None:
+            for other_cluster, other_key in takers.get((row["nl_backendpid"], backend["backend_start"]), ()):
+                if (other_cluster, other_key) != (cluster, key):
+                    took_other = 'cluster "%s" node %d conncnt %d' % (
+                        other_cluster if other_cluster is not None else cluster, other_key[0], other_key[1])
+        verdict, reason = judge_row(row, identity, backend, caller_pid, database, took_other)
         judged.append((row, verdict, reason, adoptable(row, identity, backend, verdict)))
     return judged
 
@@ -326,26 +346,24 @@ MICROSECONDS = "(pg_catalog.date_part('epoch', %s) * 1000000)::pg_catalog.int8"
 # A transaction id as an integer (xid has no cast to a number).
 XID = "%s::pg_catalog.text::pg_catalog.int8"
 
-# Each lock row, with its row version and the identity recorded for its key, if any; whether
-# that identity describes this row version is liveness.record_matches()'s call.
+# Each lock row with its row version.
 LOCKS = (
-    "select l.nl_nodeid, l.nl_conncnt, l.nl_backendpid, " + XID % "l.xmin" + " as xmin,"
-    " i.pid as recorded_pid, " + MICROSECONDS % "i.backend_start" + " as recorded_start,"
-    " " + XID % "i.row_xmin" + " as recorded_xmin"
-    " from %s l left join slony_nodelock.lock_identity i"
-    " on i.cluster_schema = $1 and i.nl_nodeid = l.nl_nodeid and i.nl_conncnt = l.nl_conncnt"
-)
-# The same without the records, for when our schema or table has gone (DROP SCHEMA ... CASCADE
-# leaves the cluster's function behind): every row is then judged as unrecorded, which never
-# removes a holder that could be slon's.
-BARE_LOCKS = (
-    "select l.nl_nodeid, l.nl_conncnt, l.nl_backendpid, " + XID % "l.xmin" + " as xmin,"
-    " null::pg_catalog.int4 as recorded_pid, null::pg_catalog.int8 as recorded_start,"
-    " null::pg_catalog.int8 as recorded_xmin"
-    " from %s l where $1 is not null"
+    "select l.nl_nodeid, l.nl_conncnt, l.nl_backendpid, " + XID % "l.xmin" + " as xmin"
+    " from %s l"
 )
 # The same lock Slony's own version takes, so that two cleanups cannot interleave.
 FOR_UPDATE = " for update of l"
+
+# Every identity record, of any cluster in the database, naming one of the given PIDs: the
+# record of a row itself (whether it describes this row version is liveness.record_matches()'s
+# call), and those showing that a backend took another lock. Missing when our schema or table is
+# gone (DROP SCHEMA ... CASCADE leaves the cluster's function behind): then every row is judged
+# as unrecorded, which never removes a holder that could be slon's.
+RECORDS = (
+    "select i.cluster_schema::pg_catalog.text as cluster, i.nl_nodeid, i.nl_conncnt, i.pid,"
+    " " + MICROSECONDS % "i.backend_start" + " as backend_start, " + XID % "i.row_xmin" + " as row_xmin"
+    " from slony_nodelock.lock_identity i where i.pid = any ($1)"
+)
 
 # What pg_stat_activity says about the given PIDs. pg_stat_get_activity() is what the view reads;
 # calling it directly skips the view's join to pg_authid, which we do not need.
@@ -367,9 +385,10 @@ def _plans(plpy, cache, cluster):
         me = plpy.execute("select pg_catalog.pg_backend_pid() as pid,"
                           " pg_catalog.current_database()::pg_catalog.text as database")[0]
         plans = {
-            "table": table,
             "caller": me["pid"],
             "database": me["database"],
+            "locks": plpy.prepare(LOCKS % table),
+            "locks" + FOR_UPDATE: plpy.prepare(LOCKS % table + FOR_UPDATE),
             "backends": plpy.prepare(BACKENDS, ["int4[]"]),
             "fresh_activity": plpy.prepare("select pg_catalog.pg_stat_clear_snapshot()"),
             "delete": plpy.prepare(
@@ -381,44 +400,32 @@ def _plans(plpy, cache, cluster):
     return plans
 
 
-def _plan(plpy, plans, name, query):
-    """A prepared statement made on first use: those that read our own tables must not be
-    prepared up front, or a missing table would fail the whole function."""
-    if name not in plans:
-        plans[name] = plpy.prepare(query, ["name"])
-    return plans[name]
-
-
-def _lock_rows(plpy, plans, cluster, for_update):
-    """Every lock row with its record; without records, and a WARNING, when our table is gone."""
-    suffix = FOR_UPDATE if for_update else ""
+def _records(plpy, plans, cluster, pids):
+    """The identity records naming pids; none, with a WARNING, when our table is gone. Prepared
+    on first use, and again after a failure, so that the table coming back is noticed."""
     try:
-        return plpy.execute(_plan(plpy, plans, "locks" + suffix, LOCKS % plans["table"] + suffix), [cluster])
+        if "records" not in plans:
+            plans["records"] = plpy.prepare(RECORDS, ["int4[]"])
+        return plpy.execute(plans["records"], [pids])
     except (plpy.spiexceptions.UndefinedTable, plpy.spiexceptions.InvalidSchemaName,
             plpy.spiexceptions.UndefinedColumn) as missing:
-        plans.pop("locks" + suffix, None)
+        plans.pop("records", None)
         plpy.warning(
             'slony-nodelock: cluster "%s" cannot read its lock records (%s), so its locks are judged '
             "without them and no holder that might be slon is removed; repair with: "
             "psql -v ON_ERROR_STOP=1 -d %s -f sql/install.sql" % (cluster, missing, plans["database"]))
-        return plpy.execute(_plan(plpy, plans, "bare" + suffix, BARE_LOCKS % plans["table"] + suffix), [cluster])
+        return []
 
 
-def _judged(plpy, plans, locks):
+def _judged(plpy, plans, cluster, locks):
     """(lock row, verdict, reason, adoptable) for each lock row, and the backends looked at."""
-    identities = []
-    pids = set()
-    for row in locks:
-        pids.add(row["nl_backendpid"])
-        if row["recorded_pid"] is not None:
-            identities.append({"nl_nodeid": row["nl_nodeid"], "nl_conncnt": row["nl_conncnt"],
-                               "pid": row["recorded_pid"], "backend_start": row["recorded_start"],
-                               "row_xmin": row["recorded_xmin"]})
+    pids = list(set(row["nl_backendpid"] for row in locks))
+    records = _records(plpy, plans, cluster, pids)
     # pg_stat_activity is read once per transaction and then kept; a holder that connected since
     # the caller's transaction first looked would be missing, and its live lock judged stale.
     plpy.execute(plans["fresh_activity"])
-    backends = plpy.execute(plans["backends"], [list(pids)])
-    return judge(locks, identities, backends, plans["caller"], plans["database"]), backends
+    backends = plpy.execute(plans["backends"], [pids])
+    return judge(locks, records, backends, plans["caller"], plans["database"], cluster), backends
 
 
 def _describe(cluster, row):
@@ -430,11 +437,11 @@ def cleanup(plpy, cache, cluster):
     """What cleanupNodelock() does: delete every stale lock row, under the same FOR UPDATE as
     Slony's own version, with a NOTICE for each deletion and each row kept only for lack of proof."""
     plans = _plans(plpy, cache, cluster)
-    locks = _lock_rows(plpy, plans, cluster, for_update=True)
+    locks = plpy.execute(plans["locks" + FOR_UPDATE])
     if len(locks) == 0:
         return 0
     stale_nodes, stale_conncnts = [], []
-    for row, verdict, reason, _ in _judged(plpy, plans, locks)[0]:
+    for row, verdict, reason, _ in _judged(plpy, plans, cluster, locks)[0]:
         if verdict == STALE:
             stale_nodes.append(row["nl_nodeid"])
             stale_conncnts.append(row["nl_conncnt"])
@@ -458,18 +465,21 @@ RECORD = (
 
 def adopt(plpy, cache, cluster):
     """Record the identity of every row kept only for lack of a record whose holder carries
-    exactly the name slon gives that connection (rows taken before install). Deletes nothing: a
-    stale row is left for the next cleanup. Returns the number of identities recorded."""
+    exactly the name slon gives that connection (rows taken before install), unless another
+    cluster's row names the same PID. Deletes nothing: a stale row is left for the next cleanup.
+    Returns the number of identities recorded."""
     plans = _plans(plpy, cache, cluster)
-    locks = _lock_rows(plpy, plans, cluster, for_update=False)
+    locks = plpy.execute(plans["locks"])
     if len(locks) == 0:
         return 0
-    judged, backends = _judged(plpy, plans, locks)
+    judged, backends = _judged(plpy, plans, cluster, locks)
     started = dict((b["pid"], b["backend_start"]) for b in backends)
+    contested = set(r["pid"] for r in plpy.execute(
+        plpy.prepare("select p as pid from slony_nodelock.lock_pids_elsewhere($1) p", ["name"]), [cluster]))
     record = _plan_record(plpy, plans)
     adopted = 0
     for row, _, _, adoptable in judged:
-        if adoptable:
+        if adoptable and row["nl_backendpid"] not in contested:
             result = plpy.execute(record, [cluster, row["nl_nodeid"], row["nl_conncnt"],
                                            row["nl_backendpid"], started[row["nl_backendpid"]], row["xmin"]])
             adopted += result.nrows()
@@ -491,14 +501,15 @@ COMMENT ON FUNCTION slony_nodelock.logic_source() IS 'slony-nodelock: the Python
 -- put our function there with that role as its owner. Clusters are found from Slony's own tables,
 -- never from cleanupnodelock(), so that a cluster whose function is gone is still checked.
 CREATE OR REPLACE FUNCTION slony_nodelock.cluster_candidates()
-RETURNS TABLE (schema_name name, is_cluster boolean, why_not text)
+RETURNS TABLE (schema_name name, has_sl_node boolean, is_cluster boolean, why_not text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT n.nspname,
+           s.has_sl_node,
            s.has_sl_node AND o.rolsuper,
-           CASE WHEN NOT s.has_sl_node THEN 'it has no sl_node table, so Slony did not make it'
-                WHEN NOT o.rolsuper THEN pg_catalog.format('it is owned by %s, not a superuser, so Slony did not make it', o.rolname)
+           CASE WHEN NOT s.has_sl_node THEN 'it has no sl_node table'
+                WHEN NOT o.rolsuper THEN pg_catalog.format('it is owned by %s, not a superuser', o.rolname)
            END
       FROM pg_catalog.pg_namespace n
       JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner
@@ -606,20 +617,25 @@ REVOKE EXECUTE ON FUNCTION slony_nodelock.comment_patched(name) FROM PUBLIC;
 
 -- Event trigger (sql_drop): when a cluster schema or its sl_nodelock is dropped (slonik's
 -- uninstall node drops the schema), forget what we kept about it, so that nothing of ours points
--- at a schema that is gone. When a cluster's cleanupnodelock() goes while the cluster stays (DROP
--- EXTENSION plpython3u CASCADE takes every patched one with it), slon could not start, so Slony's
--- saved function is put back in the same transaction, with a WARNING. Never fails the DROP.
--- SECURITY DEFINER: any role's DROP fires it, and only we may write our tables.
+-- at a schema that is gone. When a CASCADE takes a cluster's cleanupnodelock() with it while the
+-- cluster stays (DROP EXTENSION plpython3u CASCADE takes every patched one), slon could not
+-- start, so Slony's saved function is put back in the same transaction, with a WARNING. A
+-- function dropped by name is left dropped: whoever did it may be about to create another.
+-- Never fails the DROP, and waits at most 5 s for a lock (the SET clause holds only while it
+-- runs). SECURITY DEFINER: any role's DROP fires it, and only we may write our tables.
 CREATE OR REPLACE FUNCTION slony_nodelock.forget_dropped_clusters()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '5s'
 AS $fn$
 DECLARE
     v_dropped record;
+    v_fn_now text;
 BEGIN
     FOR v_dropped IN
-        SELECT d.object_type, d.object_name, d.schema_name FROM pg_catalog.pg_event_trigger_dropped_objects() d
+        SELECT d.object_type, d.object_name, d.schema_name, d.original
+          FROM pg_catalog.pg_event_trigger_dropped_objects() d
          WHERE d.object_type = 'schema' OR (d.object_type = 'table' AND d.object_name = 'sl_nodelock')
             OR (d.object_type = 'function' AND d.address_names[2] = 'cleanupnodelock'
                 AND pg_catalog.cardinality(d.address_args) = 0)
@@ -630,20 +646,29 @@ BEGIN
             DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.object_name;
         ELSIF v_dropped.object_type = 'table' THEN
             DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.schema_name;
-        ELSIF v_dropped.schema_name IN (SELECT c FROM slony_nodelock.clusters() c)
-              AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc p
-                               WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(v_dropped.schema_name))
-                                 AND p.proname = 'cleanupnodelock' AND p.pronargs = 0) THEN
-            IF slony_nodelock.restore_stock_function(v_dropped.schema_name) THEN
-                RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped; Slony''s own version is back so that slon keeps working, but the cluster is NOT patched until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
+        ELSIF v_dropped.schema_name IN (SELECT c FROM slony_nodelock.clusters() c) THEN
+            IF v_dropped.original THEN
+                RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped; slon cannot start on this node until it is back: run psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
                     pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
+            ELSIF slony_nodelock.restore_stock_function(v_dropped.schema_name) THEN
+                -- Putting it back sets off the re-patch trigger, which patches it if it can.
+                SELECT p.prosrc INTO v_fn_now FROM pg_catalog.pg_proc p
+                 WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(v_dropped.schema_name))
+                   AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
+                IF v_fn_now LIKE '# slony-nodelock %' THEN
+                    RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped by a CASCADE; it is back, patched again',
+                        pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
+                ELSE
+                    RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped by a CASCADE; Slony''s own version is back so that slon keeps working, but the cluster is NOT patched until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
+                        pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
+                END IF;
             ELSE
-                RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped and no copy of Slony''s was saved; slon cannot start on this node until you run slonik "update functions" for it',
+                RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped by a CASCADE and no copy of Slony''s was saved; slon cannot start on this node until you run slonik "update functions" for it',
                     pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
             END IF;
         END IF;
     END LOOP;
-EXCEPTION WHEN OTHERS THEN
+EXCEPTION WHEN OTHERS OR query_canceled THEN
     RAISE WARNING 'slony-nodelock: could not handle a dropped cluster object (%); check with: select * from slony_nodelock.verify()', SQLERRM;
 END
 $fn$;
@@ -665,6 +690,25 @@ COMMENT ON FUNCTION slony_nodelock.forget_truncated_locks() IS 'slony-nodelock: 
 -- A trigger function that writes our table with our rights: nobody else may attach it.
 REVOKE EXECUTE ON FUNCTION slony_nodelock.forget_truncated_locks() FROM PUBLIC;
 
+-- The PIDs named by the lock rows of every other cluster in the database. A backend takes one
+-- lock, so a PID named in two clusters is a holder of one of them at most, and install must not
+-- guess which: adopt_live_locks() leaves such rows unrecorded.
+CREATE OR REPLACE FUNCTION slony_nodelock.lock_pids_elsewhere(p_cluster name)
+RETURNS SETOF int4
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_cluster name;
+BEGIN
+    FOR v_cluster IN SELECT c FROM slony_nodelock.clusters() c WHERE c <> p_cluster LOOP
+        RETURN QUERY EXECUTE pg_catalog.format('SELECT l.nl_backendpid FROM %I.sl_nodelock l', v_cluster);
+    END LOOP;
+END
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.lock_pids_elsewhere(name) IS 'slony-nodelock: PIDs named by the lock rows of the other clusters in this database';
+REVOKE EXECUTE ON FUNCTION slony_nodelock.lock_pids_elsewhere(name) FROM PUBLIC;
+
 -- Patches every Slony cluster schema in the database; returns how many it changed. A schema that
 -- only looks like a cluster is left alone, with a NOTICE saying why.
 CREATE OR REPLACE FUNCTION slony_nodelock.patch_all_clusters()
@@ -679,7 +723,7 @@ DECLARE
 BEGIN
     FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c LOOP
         IF NOT v_candidate.is_cluster THEN
-            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %',
+            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %, so Slony did not make it',
                 pg_catalog.quote_ident(v_candidate.schema_name), v_candidate.why_not;
             CONTINUE;
         END IF;
@@ -718,7 +762,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'slony-nodelock: schema % holds no sl_nodelock table; it is not a Slony cluster', pg_catalog.quote_ident(p_cluster);
     ELSIF NOT v_candidate.is_cluster THEN
-        RAISE EXCEPTION 'slony-nodelock: schema % is not patched: it holds an sl_nodelock table, but %',
+        RAISE EXCEPTION 'slony-nodelock: schema % is not patched: it holds an sl_nodelock table, but %, so Slony did not make it',
             pg_catalog.quote_ident(p_cluster), v_candidate.why_not;
     END IF;
     IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
@@ -732,8 +776,10 @@ BEGIN
     SELECT p.* INTO v_fn FROM pg_catalog.pg_proc p
      WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(p_cluster))
        AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'slony-nodelock: schema % has no cleanupnodelock() to replace', pg_catalog.quote_ident(p_cluster);
+    -- Gone (dropped by hand or by a CASCADE) but saved: ours is created from scratch below.
+    IF NOT FOUND AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s WHERE s.cluster_schema = p_cluster) THEN
+        RAISE EXCEPTION 'slony-nodelock: cluster % has no cleanupnodelock() and no saved copy of Slony''s; nothing was changed. Run slonik "update functions" for this node, then install again',
+            pg_catalog.quote_ident(p_cluster);
     END IF;
     SELECT l.lanname INTO v_lang FROM pg_catalog.pg_language l WHERE l.oid = v_fn.prolang;
 
@@ -790,49 +836,38 @@ COMMENT ON FUNCTION slony_nodelock.patch_cluster(name) IS 'slony-nodelock: repla
 REVOKE EXECUTE ON FUNCTION slony_nodelock.patch_cluster(name) FROM PUBLIC;
 
 -- Event trigger (ddl_command_end): when Slony creates or replaces a cluster's cleanupnodelock()
--- (UPDATE FUNCTIONS, init cluster, store node), or recreates its sl_nodelock, patch that cluster
--- again in the same transaction; when Slony re-comments the function, keep that comment as the
--- one uninstall puts back. A failure here must never fail Slony's command: it becomes a WARNING
+-- (UPDATE FUNCTIONS, init cluster, store node), patch that cluster again in the same transaction;
+-- when Slony re-comments the function, keep that comment as the one uninstall puts back. A failure here must never fail Slony's command: it becomes a WARNING
 -- that says what to run, and a row in repatch_log. Our own DDL is known by its result (a function
 -- or a comment that is already ours), not by a setting that any session could forge.
 CREATE OR REPLACE FUNCTION slony_nodelock.repatch_on_ddl()
 RETURNS event_trigger
 LANGUAGE plpgsql
+-- lock_timeout: Slony's command must not hang on us. As a SET clause it holds only while this
+-- function runs; PostgreSQL puts the caller's value back when it returns.
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '5s'
 AS $fn$
 DECLARE
     v_cmd record;
     v_comment text;
-    -- How long (ms) the trigger may wait for a lock: Slony's command must not hang on us.
-    c_max_wait constant int8 := 5000;
 BEGIN
-    -- Local to this function: its SET clause makes PostgreSQL undo the change when it returns.
-    IF (SELECT s.setting::int8 FROM pg_catalog.pg_settings s WHERE s.name = 'lock_timeout') NOT BETWEEN 1 AND c_max_wait THEN
-        PERFORM pg_catalog.set_config('lock_timeout', c_max_wait::text, true);
-    END IF;
     FOR v_cmd IN
         SELECT DISTINCT c.schema_name, c.command_tag, c.object_type, c.objid
           FROM pg_catalog.pg_event_trigger_ddl_commands() c
-         WHERE (c.object_type = 'function' AND EXISTS (
+         WHERE c.object_type = 'function' AND EXISTS (
                    SELECT FROM pg_catalog.pg_proc p
-                    WHERE p.oid = c.objid AND p.proname = 'cleanupnodelock' AND p.pronargs = 0))
-            OR (c.object_type = 'table' AND EXISTS (
-                   SELECT FROM pg_catalog.pg_class r WHERE r.oid = c.objid AND r.relname = 'sl_nodelock'))
+                    WHERE p.oid = c.objid AND p.proname = 'cleanupnodelock' AND p.pronargs = 0)
     LOOP
         CONTINUE WHEN v_cmd.schema_name NOT IN (SELECT s FROM slony_nodelock.clusters() s);
-        -- A new sl_nodelock without its functions yet: the function's creation will follow.
-        CONTINUE WHEN v_cmd.object_type = 'table' AND NOT EXISTS (
-            SELECT FROM pg_catalog.pg_proc p
-             WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(v_cmd.schema_name))
-               AND p.proname = 'cleanupnodelock' AND p.pronargs = 0);
-        -- patch_cluster's own CREATE: the function is ours already.
-        CONTINUE WHEN v_cmd.object_type = 'function' AND v_cmd.command_tag <> 'COMMENT' AND EXISTS (
+        -- patch_cluster's own CREATE (or a restored dump's copy of ours): the function is ours.
+        CONTINUE WHEN v_cmd.command_tag <> 'COMMENT' AND EXISTS (
             SELECT FROM pg_catalog.pg_proc p WHERE p.oid = v_cmd.objid AND p.prosrc LIKE '# slony-nodelock %');
         BEGIN
             IF v_cmd.command_tag = 'COMMENT' THEN
                 -- Slony comments its functions after creating them: on our replacement, that
                 -- comment is Slony's to keep for uninstall, and ours goes back on.
-                CONTINUE WHEN v_cmd.object_type <> 'function' OR NOT EXISTS (
+                CONTINUE WHEN NOT EXISTS (
                     SELECT FROM pg_catalog.pg_proc p WHERE p.oid = v_cmd.objid AND p.prosrc LIKE '# slony-nodelock %');
                 v_comment := pg_catalog.obj_description(v_cmd.objid, 'pg_proc');
                 CONTINUE WHEN COALESCE(v_comment LIKE 'slony-nodelock:%', false);
@@ -843,7 +878,8 @@ BEGIN
             PERFORM slony_nodelock.patch_cluster(v_cmd.schema_name);
             INSERT INTO slony_nodelock.repatch_log (cluster_schema, command_tag, succeeded)
             VALUES (v_cmd.schema_name, v_cmd.command_tag, true);
-        -- query_canceled too: a statement_timeout in Slony's session must not fail its command.
+        -- query_canceled too: a statement_timeout in Slony's session, or a cancel, ends the
+        -- re-patch but must not fail Slony's command.
         EXCEPTION WHEN OTHERS OR query_canceled THEN
             RAISE WARNING 'slony-nodelock: cluster % is NOT patched: re-patching after % failed (%); slon will run Slony''s stock cleanupnodelock() on this node until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
                 pg_catalog.quote_ident(v_cmd.schema_name), v_cmd.command_tag, SQLERRM, pg_catalog.current_database();
@@ -861,7 +897,7 @@ EXCEPTION WHEN OTHERS OR query_canceled THEN
     RAISE WARNING 'slony-nodelock: the re-patch trigger failed (%); check this node with: select * from slony_nodelock.verify()', SQLERRM;
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.repatch_on_ddl() IS 'slony-nodelock: event trigger re-patching clusters whose cleanupnodelock() or sl_nodelock Slony recreated';
+COMMENT ON FUNCTION slony_nodelock.repatch_on_ddl() IS 'slony-nodelock: event trigger re-patching clusters whose cleanupnodelock() Slony recreated';
 
 -- Puts back a cluster's cleanupnodelock() as Slony last installed it (source, owner, comment),
 -- from the copy save_stock_function() kept. Returns false when there is no copy. uninstall.sql
@@ -927,7 +963,8 @@ REVOKE EXECUTE ON FUNCTION slony_nodelock.save_stock_function(name) FROM PUBLIC;
 
 -- Trigger on each cluster's sl_nodelock: records who took a new lock row, and which row version
 -- the record describes (its xmin), and forgets the record when the row goes or changes. SECURITY
--- DEFINER because slon may run as a role that cannot write our table.
+-- DEFINER because slon may run as a role that cannot write our table. It never fails slon's
+-- write: a row it could not record is judged by the rule for unrecorded rows, which is safe.
 CREATE OR REPLACE FUNCTION slony_nodelock.track_lock_identity()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -954,16 +991,20 @@ BEGIN
         DO UPDATE SET pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start, row_xmin = EXCLUDED.row_xmin;
     END IF;
     RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'slony-nodelock: could not record who took lock row (node %, conncnt %) of cluster % (%); check with: select * from slony_nodelock.verify()',
+        COALESCE(NEW.nl_nodeid, OLD.nl_nodeid), COALESCE(NEW.nl_conncnt, OLD.nl_conncnt), pg_catalog.quote_ident(TG_TABLE_SCHEMA), SQLERRM;
+    RETURN NULL;
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.track_lock_identity() IS 'slony-nodelock: trigger recording the backend (pid, backend_start) that takes each sl_nodelock row, bound to the row''s xmin';
 -- A trigger function that writes our table with our rights: nobody else may attach it.
 REVOKE EXECUTE ON FUNCTION slony_nodelock.track_lock_identity() FROM PUBLIC;
 
--- One row per Slony cluster schema (found from Slony's own tables, so a cluster whose
--- cleanupnodelock() is gone is still listed): is it running our cleanupnodelock(), and is
--- everything around it in place? problems is NULL when all is well, else says what is wrong and
--- what to run.
+-- One row per Slony cluster schema, found from Slony's own tables (so a cluster whose
+-- cleanupnodelock() is gone is still listed), and per schema with sl_node that is skipped because
+-- no superuser owns it: is it running our cleanupnodelock(), and is everything around it in
+-- place? problems is NULL when all is well, else says what is wrong and what to run.
 -- SECURITY DEFINER so that a monitoring role can call it: it only reads, and returns only this.
 CREATE OR REPLACE FUNCTION slony_nodelock.verify()
 RETURNS TABLE (cluster name, patched boolean, logic_version text, identity_recording boolean,
@@ -972,12 +1013,39 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
+    v_candidate record;
     v_fn record;
     v_found text[];
+    v_kit_problems text[] := '{}';
+    v_trigger_owner record;
     v_fix constant text := pg_catalog.format('run: psql -v ON_ERROR_STOP=1 -d %s -f sql/install.sql', pg_catalog.current_database());
 BEGIN
-    FOR cluster IN SELECT c FROM slony_nodelock.clusters() c LOOP
-        v_found := '{}';
+    -- What every cluster relies on: our records table, and trigger functions that can read it.
+    IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = pg_catalog.to_regclass('slony_nodelock.lock_identity') AND NOT a.attisdropped
+           AND a.attname IN ('cluster_schema', 'nl_nodeid', 'nl_conncnt', 'pid', 'backend_start', 'row_xmin')) <> 6 THEN
+        v_kit_problems := v_kit_problems || 'the table slony_nodelock.lock_identity is missing or damaged, so no lock taker is recorded (reinstall: sql/uninstall.sql, then sql/install.sql)'::text;
+    END IF;
+    SELECT r.rolname, r.rolsuper INTO v_trigger_owner
+      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+     WHERE p.oid = pg_catalog.to_regprocedure('slony_nodelock.track_lock_identity()');
+    IF NOT FOUND THEN
+        v_kit_problems := v_kit_problems || 'the trigger function slony_nodelock.track_lock_identity() is missing'::text;
+    ELSIF NOT v_trigger_owner.rolsuper THEN
+        v_kit_problems := v_kit_problems || pg_catalog.format('the kit''s functions belong to %s, who is no longer a superuser, so no lock taker can be recorded (ALTER ROLE %I SUPERUSER, or reinstall as a superuser)',
+                                                            v_trigger_owner.rolname, v_trigger_owner.rolname);
+    END IF;
+
+    FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c WHERE c.has_sl_node LOOP
+        cluster := v_candidate.schema_name;
+        IF NOT v_candidate.is_cluster THEN
+            patched := false; logic_version := NULL; identity_recording := false; stock_saved := false;
+            problems := pg_catalog.format('not patched: it has Slony''s tables, but %s; if Slony made it, ALTER SCHEMA %I OWNER TO a superuser, then %s',
+                                          v_candidate.why_not, cluster, v_fix);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        v_found := v_kit_problems;
         SELECT p.prosrc, l.lanname INTO v_fn
           FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
          WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(cluster))
@@ -1031,9 +1099,12 @@ COMMENT ON FUNCTION slony_nodelock.version() IS 'slony-nodelock: the installed r
 -- session_replication_role the DDL runs under (and re-enabled if someone disabled them).
 DO $event_triggers$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = 'slony_nodelock_repatch') THEN
+    -- Release 0.2.0 also listened to CREATE TABLE; a trigger with other tags is made anew.
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = 'slony_nodelock_repatch'
+                      AND e.evttags = ARRAY['CREATE FUNCTION', 'COMMENT']) THEN
+        DROP EVENT TRIGGER IF EXISTS slony_nodelock_repatch;
         CREATE EVENT TRIGGER slony_nodelock_repatch ON ddl_command_end
-            WHEN TAG IN ('CREATE FUNCTION', 'CREATE TABLE', 'COMMENT')
+            WHEN TAG IN ('CREATE FUNCTION', 'COMMENT')
             EXECUTE PROCEDURE slony_nodelock.repatch_on_ddl();
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = 'slony_nodelock_forget') THEN

@@ -21,6 +21,15 @@ BEGIN
         RAISE EXCEPTION 'slony-nodelock: % is not a superuser; run the script as postgres or another superuser', current_user;
     END IF;
     IF pg_catalog.to_regnamespace('slony_nodelock') IS NULL THEN
+        -- DROP SCHEMA slony_nodelock CASCADE leaves the patched functions (nothing ties them to
+        -- it) and takes the saved copies of Slony's with it.
+        FOR v_ours IN SELECT p.pronamespace::pg_catalog.regnamespace::text AS cluster
+                        FROM pg_catalog.pg_proc p
+                       WHERE p.proname = 'cleanupnodelock' AND p.pronargs = 0 AND p.prosrc LIKE '# slony-nodelock %'
+                       ORDER BY 1 LOOP
+            RAISE WARNING 'slony-nodelock: the schema slony_nodelock is gone from database %, but cluster % still runs its cleanupnodelock() and Slony''s saved copy went with the schema; run slonik "update functions" for this node to put Slony''s back',
+                pg_catalog.current_database(), v_ours.cluster;
+        END LOOP;
         RAISE NOTICE 'slony-nodelock is not installed in database %; nothing to do', pg_catalog.current_database();
         RETURN;
     END IF;

@@ -367,4 +367,62 @@ def test_schemas_slony_did_not_make_are_left_alone_with_the_reason(server):
     assert server.query(FUNCTION_STATE, ("_alike",))[0][1] == "sql"
     assert server.query("select count(*) from pg_catalog.pg_trigger where tgname like 'slony_nodelock%'"
                         " and tgrelid <> '_c1.sl_nodelock'::regclass") == [(0,)]
-    assert server.query("select cluster from slony_nodelock.verify()") == [("_c1",)]
+    # A schema with Slony's tables but no superuser owner is named by the checks, never hidden.
+    verified = server.query("select cluster, patched, problems from slony_nodelock.verify()")
+    assert [(c, p) for c, p, _ in verified] == [("_alike", False), ("_c1", True)]
+    assert verified[0][2].startswith("not patched: it has Slony's tables, but it is owned by alice, not a superuser; "
+                                     "if Slony made it, ALTER SCHEMA _alike OWNER TO a superuser")
+
+
+def test_a_re_patch_leaves_the_callers_lock_timeout_as_it_was(server):
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    with server.connect() as conn:
+        with conn.transaction():
+            conn.execute("set local lock_timeout = '7s'")
+            conn.execute("create table public.unrelated ()")
+            assert conn.execute("show lock_timeout").fetchone() == ("7s",)
+            # Slony's function loaded again: the re-patch runs, bounded by its own 5 s.
+            conn.execute("create or replace function _c1.cleanupnodelock() returns int4 language sql as 'select 0'")
+            assert conn.execute("show lock_timeout").fetchone() == ("7s",)
+        assert conn.execute("show lock_timeout").fetchone() == ("0",)
+    assert server.query("select patched from slony_nodelock.verify()") == [(True,)]
+
+
+def _insert_own_lock(server, notices: list[str]) -> None:
+    with server.connect(application_name="slon.local_listen") as slon:
+        slon.add_notice_handler(lambda d: notices.append(f"{d.severity}: {d.message_primary}"))
+        slon.execute("insert into _c1.sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())")
+
+
+def test_slons_lock_insert_succeeds_when_the_installer_is_no_longer_a_superuser(server):
+    add_stock_like_cluster(server, "_c1")
+    server.query("create role kit_admin superuser login")
+    assert server.psql_file(INSTALL_SQL, user="kit_admin").returncode == 0
+    server.query("alter role kit_admin nosuperuser")
+
+    notices: list[str] = []
+    _insert_own_lock(server, notices)  # raises if the identity trigger fails slon's insert
+
+    assert any(n.startswith("WARNING: slony-nodelock: could not record who took lock row (node 1, conncnt 0)")
+               for n in notices), notices
+    [(problems,)] = server.query("select problems from slony_nodelock.verify()")
+    assert "the kit's functions belong to kit_admin, who is no longer a superuser" in problems
+
+
+def test_slon_keeps_working_when_our_records_table_is_dropped(server):
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    server.query("drop table slony_nodelock.lock_identity")
+
+    notices: list[str] = []
+    _insert_own_lock(server, notices)
+    with server.connect() as caller:
+        caller.add_notice_handler(lambda d: notices.append(f"{d.severity}: {d.message_primary}"))
+        caller.execute("select _c1.cleanupnodelock()")
+
+    assert any(n.startswith("WARNING: slony-nodelock: could not record who took lock row") for n in notices), notices
+    assert any('cluster "_c1" cannot read its lock records' in n for n in notices), notices
+    assert server.query("select count(*) from _c1.sl_nodelock") == [(0,)]  # its holder has gone
+    with pytest.raises(Exception, match="lock_identity is missing or damaged"):
+        server.query("select slony_nodelock.assert_ok()")

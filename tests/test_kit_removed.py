@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from slonybed.bed import UNINSTALL_SQL
 from test_install import FUNCTION_STATE, add_stock_like_cluster
 
 
@@ -45,6 +46,42 @@ def test_slon_keeps_running_and_restarts_when_our_schema_is_dropped(fixed_bed):
     restart_slon_1(bed)
     assert "cannot read its lock records" in bed.slons[1].log
 
+    # uninstall.sql cannot put Slony's function back (its copy went with the schema) and says
+    # what will; slonik's update functions then does.
+    result = node.psql_file(UNINSTALL_SQL)
+    assert result.returncode == 0, result.stderr
+    assert ("WARNING:  slony-nodelock: the schema slony_nodelock is gone from database slony_test, but cluster "
+            '_bed still runs its cleanupnodelock()') in result.stderr
+    bed.cluster.slonik("update functions (id = 1);")
+    assert node.query(FUNCTION_STATE, ("_bed",))[0][1] == "plpgsql"
+
+
+def test_a_missing_cleanupnodelock_is_reported_and_install_puts_ours_back(fixed_bed):
+    bed, node = fixed_bed, fixed_bed.node(1)
+    definition = node.query(FUNCTION_STATE, ("_bed",))[0][5]
+    # Dropped by name and created anew in one transaction: nothing of ours stands in the way,
+    # and the new function is patched.
+    with node.connect() as conn:
+        with conn.transaction():
+            conn.execute('drop function "_bed".cleanupnodelock()')
+            conn.execute(definition.replace("CREATE OR REPLACE FUNCTION", "CREATE FUNCTION"))
+    assert node.query("select cluster, patched, problems from slony_nodelock.verify()") == [("_bed", True, None)]
+
+    # Dropped by name and left so: a WARNING, and nothing put back behind the dropper's back.
+    seen = notices_of(node, 'drop function "_bed".cleanupnodelock()')
+    assert ("WARNING: slony-nodelock: cleanupnodelock() of cluster _bed in database slony_test was dropped; slon "
+            "cannot start on this node until it is back") in " ".join(seen), seen
+
+    assert node.query("select cluster, patched, problems like 'cleanupnodelock() is missing, so slon cannot start%'"
+                      " from slony_nodelock.verify()") == [("_bed", False, True)]
+    with pytest.raises(Exception, match="cluster _bed: cleanupnodelock[(][)] is missing"):
+        node.query("select slony_nodelock.assert_ok()")
+
+    bed.install_fix(1)
+
+    assert node.query("select cluster, patched, problems from slony_nodelock.verify()") == [("_bed", True, None)]
+    restart_slon_1(bed)
+
 
 def test_dropping_plpython_puts_slonys_function_back_and_the_checks_name_every_cluster(fixed_bed):
     bed, node = fixed_bed, fixed_bed.node(1)
@@ -56,7 +93,7 @@ def test_dropping_plpython_puts_slonys_function_back_and_the_checks_name_every_c
 
     for cluster in ("_bed", "_second"):
         assert any(n.startswith("WARNING") and f"cleanupnodelock() of cluster {cluster} in database slony_test "
-                   "was dropped; Slony's own version is back" in n for n in seen), seen
+                   "was dropped by a CASCADE; Slony's own version is back" in n for n in seen), seen
         [state] = node.query(FUNCTION_STATE, (cluster,))
         assert (state[0], state[1]) == (saved[cluster], "plpgsql")
     [(cluster, patched)] = node.query("select cluster, patched from slony_nodelock.verify() where cluster = '_bed'")

@@ -428,3 +428,26 @@ def test_rows_with_a_matching_record_or_a_stale_verdict_are_never_adopted():
     assert not liveness.adoptable(row, None, None, liveness.STALE)
     hidden = backend(datname=None, backend_type=None, application_name="slon.local_listen", backend_start=None)
     assert not liveness.adoptable(row, None, hidden, liveness.UNSURE)
+
+
+def test_a_backend_recorded_as_taker_of_another_lock_holds_no_unrecorded_one():
+    # Two clusters in one database: cluster _two's local_listen took its row (recorded) on the
+    # PID that _bed's stale, unrecorded row names.
+    row = lock_row(conncnt=0, pid=2225)
+    slon_of_two = backend(application_name="slon.local_listen", backend_start=AT_09_52_59)
+    record_in_two = dict(identity_of(lock_row(nodeid=1, conncnt=0, pid=2225), backend_start=AT_09_52_59),
+                         cluster="_two")
+
+    [(_, verdict, reason, adoptable)] = liveness.judge([row], [record_in_two], [slon_of_two], 1, DATABASE, "_bed")
+
+    assert verdict == liveness.STALE and not adoptable
+    assert reason == ('pid 2225 is the client backend that took the lock of cluster "_two" node 1 conncnt 0, '
+                      "and slon takes one lock per connection")
+    # The same key and PID in this cluster is the row's own record, not another lock.
+    own = dict(record_in_two, cluster="_bed")
+    [(_, verdict, _, _)] = liveness.judge([row], [own], [slon_of_two], 1, DATABASE, "_bed")
+    assert verdict == liveness.LIVE
+    # A record for the PID with another start time is another backend's.
+    earlier = dict(record_in_two, backend_start=AT_09_41_10)
+    [(_, verdict, _, adoptable)] = liveness.judge([row], [earlier], [slon_of_two], 1, DATABASE, "_bed")
+    assert verdict == liveness.UNSURE and adoptable

@@ -4,9 +4,12 @@ look stale."""
 
 from __future__ import annotations
 
+import time
+
 from psycopg import sql
 
 from conftest import requires_pid_control
+from test_install import add_stock_like_cluster
 from slonybed.slony import DUPLICATE_LOCK
 
 RECORD = "select pid, backend_start from slony_nodelock.lock_identity where cluster_schema = '_bed' " \
@@ -56,3 +59,37 @@ def test_a_record_left_while_triggers_were_off_never_removes_the_live_lock_on_it
     assert node.query(RECORD) == [(pid, second_start)]
     assert cleanup_notices(node, times=1) == []
     assert bed.cluster.own_lock_pid(1) == pid
+
+
+@requires_pid_control
+def test_a_backend_recorded_for_another_clusters_lock_holds_no_unrecorded_one(fixed_bed):
+    # Two clusters in one database. _bed's lock row was taken while its triggers were off, so it
+    # has no record; after a reboot its PID belongs to cluster _two's local_listen, whose own row
+    # is recorded. A backend takes one lock: _bed's row is stale.
+    bed, node = fixed_bed, fixed_bed.node(1)
+    add_stock_like_cluster(node, "_two")
+    bed.install_fix(1)
+    node.query('alter table "_bed".sl_nodelock disable trigger all')
+    bed.slons[1].stop()
+    bed.cluster.wait_lock_holder_gone(1)
+    bed.cluster.wait_slon_holds_lock(bed.start_slon(1))
+    node.query('alter table "_bed".sl_nodelock enable always trigger slony_nodelock_identity,'
+               ' enable always trigger slony_nodelock_truncate')
+
+    def local_listen_of_two(pid: int) -> None:
+        holder = bed.put_backend_on(1, pid, application_name="slon.local_listen")
+        holder.send('insert into "_two".sl_nodelock values (1, 0, pg_catalog.pg_backend_pid());')
+
+    stale = bed.reboot_host_of(1, reuse_pid=local_listen_of_two)
+    deadline = time.monotonic() + 10
+    while node.query("select pid from slony_nodelock.lock_identity where cluster_schema = '_two'") != [(stale,)]:
+        assert time.monotonic() < deadline, "_two's lock was not recorded"
+        time.sleep(0.05)
+
+    slon = bed.start_slon(1)
+
+    assert bed.cluster.wait_slon_holds_lock(slon) != stale
+    bed.cluster.assert_replicates(1, 2)
+    assert (f'removed stale lock of cluster "_bed" node 1 conncnt 0 pid {stale}: pid {stale} is the client backend '
+            'that took the lock of cluster "_two" node 1 conncnt 0') in slon.log
+    assert node.query('select nl_backendpid from "_two".sl_nodelock') == [(stale,)]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import load_generator, requires_pid_control
+from slonybed.postgres import PG_BIN
+from slonybed.processes import run
 from slony_nodelock.liveness import LOGIC_VERSION
 from slonybed import SlonyBed
 from slonybed.bed import INSTALL_SQL
@@ -218,3 +220,21 @@ def test_a_statement_timeout_during_the_repatch_never_fails_update_functions(one
         in server.logfile.read_text()
     with pytest.raises(Exception, match="cluster _bed: cleanupnodelock[(][)] is not ours"):
         server.query("select slony_nodelock.assert_ok()")
+
+
+def test_a_patched_cluster_schema_restores_into_a_database_with_the_kit(one_node):
+    # pg_dump -n of a patched cluster carries our function, comment and identity triggers; the
+    # re-patch trigger must not race the dump's own CREATE TRIGGER.
+    server = one_node.node(1)
+    one_node.install_fix(1)
+    server.query("create database restored")
+    assert "no Slony cluster in database restored" in server.psql_file_in(INSTALL_SQL, "restored").stderr
+    dump = server.home / "bed.dump"
+    run([str(PG_BIN / "pg_dump"), "-Fc", "-n", "_bed", "-f", str(dump), "-d", server.conninfo()], cwd=server.home)
+
+    run([str(PG_BIN / "pg_restore"), "--exit-on-error", "-d", server.conninfo(dbname="restored"), str(dump)],
+        cwd=server.home)
+
+    with server.connect(dbname="restored") as restored:
+        assert restored.execute("select cluster, patched, identity_recording from slony_nodelock.verify()").fetchall() \
+            == [("_bed", True, True)]

@@ -7,9 +7,10 @@
 #
 # Inputs are mappings, the shape plpy.execute() and psycopg's dict_row both return:
 #   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid", "xmin"}; xmin names the row version
-#   identity:  {"nl_nodeid", "nl_conncnt", "pid", "backend_start", "row_xmin"}, recorded by a
-#              trigger when the row version row_xmin was inserted (row_xmin None: made by 0.2.0
-#              or earlier, before records were bound to a row version)
+#   identity:  {"cluster", "nl_nodeid", "nl_conncnt", "pid", "backend_start", "row_xmin"},
+#              recorded by a trigger when the row version row_xmin was inserted into the
+#              cluster's sl_nodelock (row_xmin None: made by 0.2.0 or earlier, before records were
+#              bound to a row version)
 #   backend:   {"pid", "datname", "backend_type", "application_name", "backend_start"},
 #              one per row of pg_stat_activity
 # backend_start values are microseconds since the epoch and xmin values transaction ids, both
@@ -73,12 +74,13 @@ def carries_slons_exact_name(row, name):
     return is_registering_connection(name)
 
 
-def judge_row(row, identity, backend, caller_pid, database):
+def judge_row(row, identity, backend, caller_pid, database, took_other=None):
     """(verdict, reason) for one lock row.
 
     identity is the record kept for the row's key, or None; it counts only if it matches the row
     (record_matches). backend is the pg_stat_activity entry for the row's PID, or None when no
-    such process is listed.
+    such process is listed. took_other names another lock row, of any cluster in the database,
+    that this very backend (same PID and start time) is recorded to have taken, or is None.
     """
     pid = row["nl_backendpid"]
     recorded = record_matches(row, identity)
@@ -108,6 +110,11 @@ def judge_row(row, identity, backend, caller_pid, database):
     # No record for this row version: the row predates the install, or was written while the
     # identity triggers were off. Slony 2.2's slon names every connection it makes slon.*, so only
     # the name slon gives such a holder can keep the row.
+    if took_other is not None:
+        # slon takes one lock per connection: local_listen its node's row, each registering
+        # connection one registerNodeConnection() row.
+        return STALE, ("pid %d is the client backend that took the lock of %s, and slon takes one "
+                       "lock per connection" % (pid, took_other))
     name = backend["application_name"] or ""
     if name == "":
         return STALE, ("pid %d is a client backend with no application_name; slon names every "
@@ -132,21 +139,34 @@ def adoptable(row, identity, backend, verdict):
             and carries_slons_exact_name(row, backend["application_name"]))
 
 
-def judge(rows, identities, backends, caller_pid, database):
-    """[(row, verdict, reason, adoptable)] for every lock row, in the order given.
+def judge(rows, records, backends, caller_pid, database, cluster=None):
+    """[(row, verdict, reason, adoptable)] for every lock row of cluster, in the order given.
 
-    identities: recorded identities, any order; backends: the pg_stat_activity snapshot.
+    records: identity records of any cluster in the database (at least those naming the rows'
+    PIDs), any order; backends: the pg_stat_activity snapshot.
     """
-    by_key = {}
-    for identity in identities:
-        by_key[(identity["nl_nodeid"], identity["nl_conncnt"])] = identity
+    own = {}
+    takers = {}
+    for record in records:
+        key = (record["nl_nodeid"], record["nl_conncnt"])
+        if record.get("cluster") == cluster:
+            own[key] = record
+        takers.setdefault((record["pid"], record["backend_start"]), []).append(
+            (record.get("cluster"), key))
     by_pid = {}
     for backend in backends:
         by_pid[backend["pid"]] = backend
     judged = []
     for row in rows:
-        identity = by_key.get((row["nl_nodeid"], row["nl_conncnt"]))
+        key = (row["nl_nodeid"], row["nl_conncnt"])
+        identity = own.get(key)
         backend = by_pid.get(row["nl_backendpid"])
-        verdict, reason = judge_row(row, identity, backend, caller_pid, database)
+        took_other = None
+        if backend is not None:
+            for other_cluster, other_key in takers.get((row["nl_backendpid"], backend["backend_start"]), ()):
+                if (other_cluster, other_key) != (cluster, key):
+                    took_other = 'cluster "%s" node %d conncnt %d' % (
+                        other_cluster if other_cluster is not None else cluster, other_key[0], other_key[1])
+        verdict, reason = judge_row(row, identity, backend, caller_pid, database, took_other)
         judged.append((row, verdict, reason, adoptable(row, identity, backend, verdict)))
     return judged

@@ -16,26 +16,24 @@ MICROSECONDS = "(pg_catalog.date_part('epoch', %s) * 1000000)::pg_catalog.int8"
 # A transaction id as an integer (xid has no cast to a number).
 XID = "%s::pg_catalog.text::pg_catalog.int8"
 
-# Each lock row, with its row version and the identity recorded for its key, if any; whether
-# that identity describes this row version is liveness.record_matches()'s call.
+# Each lock row with its row version.
 LOCKS = (
-    "select l.nl_nodeid, l.nl_conncnt, l.nl_backendpid, " + XID % "l.xmin" + " as xmin,"
-    " i.pid as recorded_pid, " + MICROSECONDS % "i.backend_start" + " as recorded_start,"
-    " " + XID % "i.row_xmin" + " as recorded_xmin"
-    " from %s l left join slony_nodelock.lock_identity i"
-    " on i.cluster_schema = $1 and i.nl_nodeid = l.nl_nodeid and i.nl_conncnt = l.nl_conncnt"
-)
-# The same without the records, for when our schema or table has gone (DROP SCHEMA ... CASCADE
-# leaves the cluster's function behind): every row is then judged as unrecorded, which never
-# removes a holder that could be slon's.
-BARE_LOCKS = (
-    "select l.nl_nodeid, l.nl_conncnt, l.nl_backendpid, " + XID % "l.xmin" + " as xmin,"
-    " null::pg_catalog.int4 as recorded_pid, null::pg_catalog.int8 as recorded_start,"
-    " null::pg_catalog.int8 as recorded_xmin"
-    " from %s l where $1 is not null"
+    "select l.nl_nodeid, l.nl_conncnt, l.nl_backendpid, " + XID % "l.xmin" + " as xmin"
+    " from %s l"
 )
 # The same lock Slony's own version takes, so that two cleanups cannot interleave.
 FOR_UPDATE = " for update of l"
+
+# Every identity record, of any cluster in the database, naming one of the given PIDs: the
+# record of a row itself (whether it describes this row version is liveness.record_matches()'s
+# call), and those showing that a backend took another lock. Missing when our schema or table is
+# gone (DROP SCHEMA ... CASCADE leaves the cluster's function behind): then every row is judged
+# as unrecorded, which never removes a holder that could be slon's.
+RECORDS = (
+    "select i.cluster_schema::pg_catalog.text as cluster, i.nl_nodeid, i.nl_conncnt, i.pid,"
+    " " + MICROSECONDS % "i.backend_start" + " as backend_start, " + XID % "i.row_xmin" + " as row_xmin"
+    " from slony_nodelock.lock_identity i where i.pid = any ($1)"
+)
 
 # What pg_stat_activity says about the given PIDs. pg_stat_get_activity() is what the view reads;
 # calling it directly skips the view's join to pg_authid, which we do not need.
@@ -57,9 +55,10 @@ def _plans(plpy, cache, cluster):
         me = plpy.execute("select pg_catalog.pg_backend_pid() as pid,"
                           " pg_catalog.current_database()::pg_catalog.text as database")[0]
         plans = {
-            "table": table,
             "caller": me["pid"],
             "database": me["database"],
+            "locks": plpy.prepare(LOCKS % table),
+            "locks" + FOR_UPDATE: plpy.prepare(LOCKS % table + FOR_UPDATE),
             "backends": plpy.prepare(BACKENDS, ["int4[]"]),
             "fresh_activity": plpy.prepare("select pg_catalog.pg_stat_clear_snapshot()"),
             "delete": plpy.prepare(
@@ -71,44 +70,32 @@ def _plans(plpy, cache, cluster):
     return plans
 
 
-def _plan(plpy, plans, name, query):
-    """A prepared statement made on first use: those that read our own tables must not be
-    prepared up front, or a missing table would fail the whole function."""
-    if name not in plans:
-        plans[name] = plpy.prepare(query, ["name"])
-    return plans[name]
-
-
-def _lock_rows(plpy, plans, cluster, for_update):
-    """Every lock row with its record; without records, and a WARNING, when our table is gone."""
-    suffix = FOR_UPDATE if for_update else ""
+def _records(plpy, plans, cluster, pids):
+    """The identity records naming pids; none, with a WARNING, when our table is gone. Prepared
+    on first use, and again after a failure, so that the table coming back is noticed."""
     try:
-        return plpy.execute(_plan(plpy, plans, "locks" + suffix, LOCKS % plans["table"] + suffix), [cluster])
+        if "records" not in plans:
+            plans["records"] = plpy.prepare(RECORDS, ["int4[]"])
+        return plpy.execute(plans["records"], [pids])
     except (plpy.spiexceptions.UndefinedTable, plpy.spiexceptions.InvalidSchemaName,
             plpy.spiexceptions.UndefinedColumn) as missing:
-        plans.pop("locks" + suffix, None)
+        plans.pop("records", None)
         plpy.warning(
             'slony-nodelock: cluster "%s" cannot read its lock records (%s), so its locks are judged '
             "without them and no holder that might be slon is removed; repair with: "
             "psql -v ON_ERROR_STOP=1 -d %s -f sql/install.sql" % (cluster, missing, plans["database"]))
-        return plpy.execute(_plan(plpy, plans, "bare" + suffix, BARE_LOCKS % plans["table"] + suffix), [cluster])
+        return []
 
 
-def _judged(plpy, plans, locks):
+def _judged(plpy, plans, cluster, locks):
     """(lock row, verdict, reason, adoptable) for each lock row, and the backends looked at."""
-    identities = []
-    pids = set()
-    for row in locks:
-        pids.add(row["nl_backendpid"])
-        if row["recorded_pid"] is not None:
-            identities.append({"nl_nodeid": row["nl_nodeid"], "nl_conncnt": row["nl_conncnt"],
-                               "pid": row["recorded_pid"], "backend_start": row["recorded_start"],
-                               "row_xmin": row["recorded_xmin"]})
+    pids = list(set(row["nl_backendpid"] for row in locks))
+    records = _records(plpy, plans, cluster, pids)
     # pg_stat_activity is read once per transaction and then kept; a holder that connected since
     # the caller's transaction first looked would be missing, and its live lock judged stale.
     plpy.execute(plans["fresh_activity"])
-    backends = plpy.execute(plans["backends"], [list(pids)])
-    return judge(locks, identities, backends, plans["caller"], plans["database"]), backends
+    backends = plpy.execute(plans["backends"], [pids])
+    return judge(locks, records, backends, plans["caller"], plans["database"], cluster), backends
 
 
 def _describe(cluster, row):
@@ -120,11 +107,11 @@ def cleanup(plpy, cache, cluster):
     """What cleanupNodelock() does: delete every stale lock row, under the same FOR UPDATE as
     Slony's own version, with a NOTICE for each deletion and each row kept only for lack of proof."""
     plans = _plans(plpy, cache, cluster)
-    locks = _lock_rows(plpy, plans, cluster, for_update=True)
+    locks = plpy.execute(plans["locks" + FOR_UPDATE])
     if len(locks) == 0:
         return 0
     stale_nodes, stale_conncnts = [], []
-    for row, verdict, reason, _ in _judged(plpy, plans, locks)[0]:
+    for row, verdict, reason, _ in _judged(plpy, plans, cluster, locks)[0]:
         if verdict == STALE:
             stale_nodes.append(row["nl_nodeid"])
             stale_conncnts.append(row["nl_conncnt"])
@@ -148,18 +135,21 @@ RECORD = (
 
 def adopt(plpy, cache, cluster):
     """Record the identity of every row kept only for lack of a record whose holder carries
-    exactly the name slon gives that connection (rows taken before install). Deletes nothing: a
-    stale row is left for the next cleanup. Returns the number of identities recorded."""
+    exactly the name slon gives that connection (rows taken before install), unless another
+    cluster's row names the same PID. Deletes nothing: a stale row is left for the next cleanup.
+    Returns the number of identities recorded."""
     plans = _plans(plpy, cache, cluster)
-    locks = _lock_rows(plpy, plans, cluster, for_update=False)
+    locks = plpy.execute(plans["locks"])
     if len(locks) == 0:
         return 0
-    judged, backends = _judged(plpy, plans, locks)
+    judged, backends = _judged(plpy, plans, cluster, locks)
     started = dict((b["pid"], b["backend_start"]) for b in backends)
+    contested = set(r["pid"] for r in plpy.execute(
+        plpy.prepare("select p as pid from slony_nodelock.lock_pids_elsewhere($1) p", ["name"]), [cluster]))
     record = _plan_record(plpy, plans)
     adopted = 0
     for row, _, _, adoptable in judged:
-        if adoptable:
+        if adoptable and row["nl_backendpid"] not in contested:
             result = plpy.execute(record, [cluster, row["nl_nodeid"], row["nl_conncnt"],
                                            row["nl_backendpid"], started[row["nl_backendpid"]], row["xmin"]])
             adopted += result.nrows()

@@ -3,9 +3,12 @@
 -- session_replication_role the DDL runs under (and re-enabled if someone disabled them).
 DO $event_triggers$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = 'slony_nodelock_repatch') THEN
+    -- Release 0.2.0 also listened to CREATE TABLE; a trigger with other tags is made anew.
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = 'slony_nodelock_repatch'
+                      AND e.evttags = ARRAY['CREATE FUNCTION', 'COMMENT']) THEN
+        DROP EVENT TRIGGER IF EXISTS slony_nodelock_repatch;
         CREATE EVENT TRIGGER slony_nodelock_repatch ON ddl_command_end
-            WHEN TAG IN ('CREATE FUNCTION', 'CREATE TABLE', 'COMMENT')
+            WHEN TAG IN ('CREATE FUNCTION', 'COMMENT')
             EXECUTE PROCEDURE slony_nodelock.repatch_on_ddl();
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = 'slony_nodelock_forget') THEN

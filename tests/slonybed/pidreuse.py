@@ -166,6 +166,10 @@ class BackendHolder:
         attempt_log.append(attempt)
         return self
 
+    def send(self, statement: str) -> None:
+        """Have the holder's backend run statement (psql reads it from its input)."""
+        self._send(statement)
+
     def release(self) -> None:
         self.watch.close()
         self.psql.kill_session()

@@ -138,8 +138,13 @@ class PostgresServer:
     def psql_file(self, path: Path, *, user: str = "postgres", cwd: Path = Path("/")) -> subprocess.CompletedProcess:
         """Run a script the way an operator does: psql -v ON_ERROR_STOP=1 -d DB -f PATH.
         psql runs as us (the repository need not be readable by the postgres user)."""
+        return self.psql_file_in(path, DATABASE, user=user, cwd=cwd)
+
+    def psql_file_in(self, path: Path, dbname: str, *, user: str = "postgres",
+                     cwd: Path = Path("/")) -> subprocess.CompletedProcess:
+        """psql_file against another database of this server."""
         return subprocess.run(
-            ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", self.conninfo(user=user), "-f", str(path)],
+            ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", self.conninfo(dbname=dbname, user=user), "-f", str(path)],
             cwd=cwd, capture_output=True, text=True, timeout=120,
         )
 

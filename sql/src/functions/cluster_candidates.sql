@@ -4,14 +4,15 @@
 -- put our function there with that role as its owner. Clusters are found from Slony's own tables,
 -- never from cleanupnodelock(), so that a cluster whose function is gone is still checked.
 CREATE OR REPLACE FUNCTION slony_nodelock.cluster_candidates()
-RETURNS TABLE (schema_name name, is_cluster boolean, why_not text)
+RETURNS TABLE (schema_name name, has_sl_node boolean, is_cluster boolean, why_not text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT n.nspname,
+           s.has_sl_node,
            s.has_sl_node AND o.rolsuper,
-           CASE WHEN NOT s.has_sl_node THEN 'it has no sl_node table, so Slony did not make it'
-                WHEN NOT o.rolsuper THEN pg_catalog.format('it is owned by %s, not a superuser, so Slony did not make it', o.rolname)
+           CASE WHEN NOT s.has_sl_node THEN 'it has no sl_node table'
+                WHEN NOT o.rolsuper THEN pg_catalog.format('it is owned by %s, not a superuser', o.rolname)
            END
       FROM pg_catalog.pg_namespace n
       JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner

@@ -1,19 +1,24 @@
 -- Event trigger (sql_drop): when a cluster schema or its sl_nodelock is dropped (slonik's
 -- uninstall node drops the schema), forget what we kept about it, so that nothing of ours points
--- at a schema that is gone. When a cluster's cleanupnodelock() goes while the cluster stays (DROP
--- EXTENSION plpython3u CASCADE takes every patched one with it), slon could not start, so Slony's
--- saved function is put back in the same transaction, with a WARNING. Never fails the DROP.
--- SECURITY DEFINER: any role's DROP fires it, and only we may write our tables.
+-- at a schema that is gone. When a CASCADE takes a cluster's cleanupnodelock() with it while the
+-- cluster stays (DROP EXTENSION plpython3u CASCADE takes every patched one), slon could not
+-- start, so Slony's saved function is put back in the same transaction, with a WARNING. A
+-- function dropped by name is left dropped: whoever did it may be about to create another.
+-- Never fails the DROP, and waits at most 5 s for a lock (the SET clause holds only while it
+-- runs). SECURITY DEFINER: any role's DROP fires it, and only we may write our tables.
 CREATE OR REPLACE FUNCTION slony_nodelock.forget_dropped_clusters()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '5s'
 AS $fn$
 DECLARE
     v_dropped record;
+    v_fn_now text;
 BEGIN
     FOR v_dropped IN
-        SELECT d.object_type, d.object_name, d.schema_name FROM pg_catalog.pg_event_trigger_dropped_objects() d
+        SELECT d.object_type, d.object_name, d.schema_name, d.original
+          FROM pg_catalog.pg_event_trigger_dropped_objects() d
          WHERE d.object_type = 'schema' OR (d.object_type = 'table' AND d.object_name = 'sl_nodelock')
             OR (d.object_type = 'function' AND d.address_names[2] = 'cleanupnodelock'
                 AND pg_catalog.cardinality(d.address_args) = 0)
@@ -24,20 +29,29 @@ BEGIN
             DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.object_name;
         ELSIF v_dropped.object_type = 'table' THEN
             DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.schema_name;
-        ELSIF v_dropped.schema_name IN (SELECT c FROM slony_nodelock.clusters() c)
-              AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc p
-                               WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(v_dropped.schema_name))
-                                 AND p.proname = 'cleanupnodelock' AND p.pronargs = 0) THEN
-            IF slony_nodelock.restore_stock_function(v_dropped.schema_name) THEN
-                RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped; Slony''s own version is back so that slon keeps working, but the cluster is NOT patched until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
+        ELSIF v_dropped.schema_name IN (SELECT c FROM slony_nodelock.clusters() c) THEN
+            IF v_dropped.original THEN
+                RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped; slon cannot start on this node until it is back: run psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
                     pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
+            ELSIF slony_nodelock.restore_stock_function(v_dropped.schema_name) THEN
+                -- Putting it back sets off the re-patch trigger, which patches it if it can.
+                SELECT p.prosrc INTO v_fn_now FROM pg_catalog.pg_proc p
+                 WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(v_dropped.schema_name))
+                   AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
+                IF v_fn_now LIKE '# slony-nodelock %' THEN
+                    RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped by a CASCADE; it is back, patched again',
+                        pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
+                ELSE
+                    RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped by a CASCADE; Slony''s own version is back so that slon keeps working, but the cluster is NOT patched until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
+                        pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
+                END IF;
             ELSE
-                RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped and no copy of Slony''s was saved; slon cannot start on this node until you run slonik "update functions" for it',
+                RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped by a CASCADE and no copy of Slony''s was saved; slon cannot start on this node until you run slonik "update functions" for it',
                     pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
             END IF;
         END IF;
     END LOOP;
-EXCEPTION WHEN OTHERS THEN
+EXCEPTION WHEN OTHERS OR query_canceled THEN
     RAISE WARNING 'slony-nodelock: could not handle a dropped cluster object (%); check with: select * from slony_nodelock.verify()', SQLERRM;
 END
 $fn$;

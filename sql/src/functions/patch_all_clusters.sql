@@ -12,7 +12,7 @@ DECLARE
 BEGIN
     FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c LOOP
         IF NOT v_candidate.is_cluster THEN
-            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %',
+            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %, so Slony did not make it',
                 pg_catalog.quote_ident(v_candidate.schema_name), v_candidate.why_not;
             CONTINUE;
         END IF;

@@ -18,7 +18,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'slony-nodelock: schema % holds no sl_nodelock table; it is not a Slony cluster', pg_catalog.quote_ident(p_cluster);
     ELSIF NOT v_candidate.is_cluster THEN
-        RAISE EXCEPTION 'slony-nodelock: schema % is not patched: it holds an sl_nodelock table, but %',
+        RAISE EXCEPTION 'slony-nodelock: schema % is not patched: it holds an sl_nodelock table, but %, so Slony did not make it',
             pg_catalog.quote_ident(p_cluster), v_candidate.why_not;
     END IF;
     IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
@@ -32,8 +32,10 @@ BEGIN
     SELECT p.* INTO v_fn FROM pg_catalog.pg_proc p
      WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(p_cluster))
        AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'slony-nodelock: schema % has no cleanupnodelock() to replace', pg_catalog.quote_ident(p_cluster);
+    -- Gone (dropped by hand or by a CASCADE) but saved: ours is created from scratch below.
+    IF NOT FOUND AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s WHERE s.cluster_schema = p_cluster) THEN
+        RAISE EXCEPTION 'slony-nodelock: cluster % has no cleanupnodelock() and no saved copy of Slony''s; nothing was changed. Run slonik "update functions" for this node, then install again',
+            pg_catalog.quote_ident(p_cluster);
     END IF;
     SELECT l.lanname INTO v_lang FROM pg_catalog.pg_language l WHERE l.oid = v_fn.prolang;
 

@@ -1,47 +1,36 @@
 -- Event trigger (ddl_command_end): when Slony creates or replaces a cluster's cleanupnodelock()
--- (UPDATE FUNCTIONS, init cluster, store node), or recreates its sl_nodelock, patch that cluster
--- again in the same transaction; when Slony re-comments the function, keep that comment as the
--- one uninstall puts back. A failure here must never fail Slony's command: it becomes a WARNING
+-- (UPDATE FUNCTIONS, init cluster, store node), patch that cluster again in the same transaction;
+-- when Slony re-comments the function, keep that comment as the one uninstall puts back. A failure here must never fail Slony's command: it becomes a WARNING
 -- that says what to run, and a row in repatch_log. Our own DDL is known by its result (a function
 -- or a comment that is already ours), not by a setting that any session could forge.
 CREATE OR REPLACE FUNCTION slony_nodelock.repatch_on_ddl()
 RETURNS event_trigger
 LANGUAGE plpgsql
+-- lock_timeout: Slony's command must not hang on us. As a SET clause it holds only while this
+-- function runs; PostgreSQL puts the caller's value back when it returns.
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '5s'
 AS $fn$
 DECLARE
     v_cmd record;
     v_comment text;
-    -- How long (ms) the trigger may wait for a lock: Slony's command must not hang on us.
-    c_max_wait constant int8 := 5000;
 BEGIN
-    -- Local to this function: its SET clause makes PostgreSQL undo the change when it returns.
-    IF (SELECT s.setting::int8 FROM pg_catalog.pg_settings s WHERE s.name = 'lock_timeout') NOT BETWEEN 1 AND c_max_wait THEN
-        PERFORM pg_catalog.set_config('lock_timeout', c_max_wait::text, true);
-    END IF;
     FOR v_cmd IN
         SELECT DISTINCT c.schema_name, c.command_tag, c.object_type, c.objid
           FROM pg_catalog.pg_event_trigger_ddl_commands() c
-         WHERE (c.object_type = 'function' AND EXISTS (
+         WHERE c.object_type = 'function' AND EXISTS (
                    SELECT FROM pg_catalog.pg_proc p
-                    WHERE p.oid = c.objid AND p.proname = 'cleanupnodelock' AND p.pronargs = 0))
-            OR (c.object_type = 'table' AND EXISTS (
-                   SELECT FROM pg_catalog.pg_class r WHERE r.oid = c.objid AND r.relname = 'sl_nodelock'))
+                    WHERE p.oid = c.objid AND p.proname = 'cleanupnodelock' AND p.pronargs = 0)
     LOOP
         CONTINUE WHEN v_cmd.schema_name NOT IN (SELECT s FROM slony_nodelock.clusters() s);
-        -- A new sl_nodelock without its functions yet: the function's creation will follow.
-        CONTINUE WHEN v_cmd.object_type = 'table' AND NOT EXISTS (
-            SELECT FROM pg_catalog.pg_proc p
-             WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(v_cmd.schema_name))
-               AND p.proname = 'cleanupnodelock' AND p.pronargs = 0);
-        -- patch_cluster's own CREATE: the function is ours already.
-        CONTINUE WHEN v_cmd.object_type = 'function' AND v_cmd.command_tag <> 'COMMENT' AND EXISTS (
+        -- patch_cluster's own CREATE (or a restored dump's copy of ours): the function is ours.
+        CONTINUE WHEN v_cmd.command_tag <> 'COMMENT' AND EXISTS (
             SELECT FROM pg_catalog.pg_proc p WHERE p.oid = v_cmd.objid AND p.prosrc LIKE '# slony-nodelock %');
         BEGIN
             IF v_cmd.command_tag = 'COMMENT' THEN
                 -- Slony comments its functions after creating them: on our replacement, that
                 -- comment is Slony's to keep for uninstall, and ours goes back on.
-                CONTINUE WHEN v_cmd.object_type <> 'function' OR NOT EXISTS (
+                CONTINUE WHEN NOT EXISTS (
                     SELECT FROM pg_catalog.pg_proc p WHERE p.oid = v_cmd.objid AND p.prosrc LIKE '# slony-nodelock %');
                 v_comment := pg_catalog.obj_description(v_cmd.objid, 'pg_proc');
                 CONTINUE WHEN COALESCE(v_comment LIKE 'slony-nodelock:%', false);
@@ -52,7 +41,8 @@ BEGIN
             PERFORM slony_nodelock.patch_cluster(v_cmd.schema_name);
             INSERT INTO slony_nodelock.repatch_log (cluster_schema, command_tag, succeeded)
             VALUES (v_cmd.schema_name, v_cmd.command_tag, true);
-        -- query_canceled too: a statement_timeout in Slony's session must not fail its command.
+        -- query_canceled too: a statement_timeout in Slony's session, or a cancel, ends the
+        -- re-patch but must not fail Slony's command.
         EXCEPTION WHEN OTHERS OR query_canceled THEN
             RAISE WARNING 'slony-nodelock: cluster % is NOT patched: re-patching after % failed (%); slon will run Slony''s stock cleanupnodelock() on this node until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
                 pg_catalog.quote_ident(v_cmd.schema_name), v_cmd.command_tag, SQLERRM, pg_catalog.current_database();
@@ -70,4 +60,4 @@ EXCEPTION WHEN OTHERS OR query_canceled THEN
     RAISE WARNING 'slony-nodelock: the re-patch trigger failed (%); check this node with: select * from slony_nodelock.verify()', SQLERRM;
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.repatch_on_ddl() IS 'slony-nodelock: event trigger re-patching clusters whose cleanupnodelock() or sl_nodelock Slony recreated';
+COMMENT ON FUNCTION slony_nodelock.repatch_on_ddl() IS 'slony-nodelock: event trigger re-patching clusters whose cleanupnodelock() Slony recreated';

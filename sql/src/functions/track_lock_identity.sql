@@ -1,6 +1,7 @@
 -- Trigger on each cluster's sl_nodelock: records who took a new lock row, and which row version
 -- the record describes (its xmin), and forgets the record when the row goes or changes. SECURITY
--- DEFINER because slon may run as a role that cannot write our table.
+-- DEFINER because slon may run as a role that cannot write our table. It never fails slon's
+-- write: a row it could not record is judged by the rule for unrecorded rows, which is safe.
 CREATE OR REPLACE FUNCTION slony_nodelock.track_lock_identity()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -26,6 +27,10 @@ BEGIN
         ON CONFLICT (cluster_schema, nl_nodeid, nl_conncnt)
         DO UPDATE SET pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start, row_xmin = EXCLUDED.row_xmin;
     END IF;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'slony-nodelock: could not record who took lock row (node %, conncnt %) of cluster % (%); check with: select * from slony_nodelock.verify()',
+        COALESCE(NEW.nl_nodeid, OLD.nl_nodeid), COALESCE(NEW.nl_conncnt, OLD.nl_conncnt), pg_catalog.quote_ident(TG_TABLE_SCHEMA), SQLERRM;
     RETURN NULL;
 END
 $fn$;

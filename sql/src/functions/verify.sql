@@ -1,7 +1,7 @@
--- One row per Slony cluster schema (found from Slony's own tables, so a cluster whose
--- cleanupnodelock() is gone is still listed): is it running our cleanupnodelock(), and is
--- everything around it in place? problems is NULL when all is well, else says what is wrong and
--- what to run.
+-- One row per Slony cluster schema, found from Slony's own tables (so a cluster whose
+-- cleanupnodelock() is gone is still listed), and per schema with sl_node that is skipped because
+-- no superuser owns it: is it running our cleanupnodelock(), and is everything around it in
+-- place? problems is NULL when all is well, else says what is wrong and what to run.
 -- SECURITY DEFINER so that a monitoring role can call it: it only reads, and returns only this.
 CREATE OR REPLACE FUNCTION slony_nodelock.verify()
 RETURNS TABLE (cluster name, patched boolean, logic_version text, identity_recording boolean,
@@ -10,12 +10,39 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
+    v_candidate record;
     v_fn record;
     v_found text[];
+    v_kit_problems text[] := '{}';
+    v_trigger_owner record;
     v_fix constant text := pg_catalog.format('run: psql -v ON_ERROR_STOP=1 -d %s -f sql/install.sql', pg_catalog.current_database());
 BEGIN
-    FOR cluster IN SELECT c FROM slony_nodelock.clusters() c LOOP
-        v_found := '{}';
+    -- What every cluster relies on: our records table, and trigger functions that can read it.
+    IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = pg_catalog.to_regclass('slony_nodelock.lock_identity') AND NOT a.attisdropped
+           AND a.attname IN ('cluster_schema', 'nl_nodeid', 'nl_conncnt', 'pid', 'backend_start', 'row_xmin')) <> 6 THEN
+        v_kit_problems := v_kit_problems || 'the table slony_nodelock.lock_identity is missing or damaged, so no lock taker is recorded (reinstall: sql/uninstall.sql, then sql/install.sql)'::text;
+    END IF;
+    SELECT r.rolname, r.rolsuper INTO v_trigger_owner
+      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+     WHERE p.oid = pg_catalog.to_regprocedure('slony_nodelock.track_lock_identity()');
+    IF NOT FOUND THEN
+        v_kit_problems := v_kit_problems || 'the trigger function slony_nodelock.track_lock_identity() is missing'::text;
+    ELSIF NOT v_trigger_owner.rolsuper THEN
+        v_kit_problems := v_kit_problems || pg_catalog.format('the kit''s functions belong to %s, who is no longer a superuser, so no lock taker can be recorded (ALTER ROLE %I SUPERUSER, or reinstall as a superuser)',
+                                                            v_trigger_owner.rolname, v_trigger_owner.rolname);
+    END IF;
+
+    FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c WHERE c.has_sl_node LOOP
+        cluster := v_candidate.schema_name;
+        IF NOT v_candidate.is_cluster THEN
+            patched := false; logic_version := NULL; identity_recording := false; stock_saved := false;
+            problems := pg_catalog.format('not patched: it has Slony''s tables, but %s; if Slony made it, ALTER SCHEMA %I OWNER TO a superuser, then %s',
+                                          v_candidate.why_not, cluster, v_fix);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        v_found := v_kit_problems;
         SELECT p.prosrc, l.lanname INTO v_fn
           FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
          WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(cluster))
