@@ -9,3 +9,9 @@
 -- counts as no record. Records made by earlier releases have none, and count as no record.
 ALTER TABLE slony_nodelock.lock_identity ADD COLUMN row_xmin xid;
 COMMENT ON COLUMN slony_nodelock.lock_identity.row_xmin IS 'xmin of the sl_nodelock row version this record describes';
+
+-- A record made by install's adoption is a judgement from the holder's name, not a sighting of the
+-- insert: it may stand for its own row, but it never proves that a backend took that row rather
+-- than another.
+ALTER TABLE slony_nodelock.lock_identity ADD COLUMN adopted boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN slony_nodelock.lock_identity.adopted IS 'made by install''s adoption of a row taken before install, not by the trigger';

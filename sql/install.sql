@@ -131,7 +131,7 @@ CREATE TABLE slony_nodelock.repatch_log (
 CREATE INDEX repatch_log_cluster ON slony_nodelock.repatch_log (cluster_schema);
 COMMENT ON TABLE slony_nodelock.repatch_log IS 'slony-nodelock: each automatic re-patch after Slony recreated a cluster''s cleanupnodelock() or sl_nodelock';
 $slony_nodelock_migration$) AS migrated \gset
-SELECT pg_temp.slony_nodelock_migrate(3, '0003_identity_row_version', 'a0a04b658bdfdb542dc7294e5a5baf108671f4dcbc0a0ca4b7db76c81df8d8b2',
+SELECT pg_temp.slony_nodelock_migrate(3, '0003_identity_row_version', '4dd8b0a5bdd30097b0cf49a4f002c84d23dbf0f30c807e52a2bfa8a9c52412a8',
 $slony_nodelock_migration$-- slony-nodelock migration 0003 (release 0.3.0): bind each identity record to the row version it
 -- describes. Never edit once released; add a new step instead.
 
@@ -143,6 +143,12 @@ $slony_nodelock_migration$-- slony-nodelock migration 0003 (release 0.3.0): bind
 -- counts as no record. Records made by earlier releases have none, and count as no record.
 ALTER TABLE slony_nodelock.lock_identity ADD COLUMN row_xmin xid;
 COMMENT ON COLUMN slony_nodelock.lock_identity.row_xmin IS 'xmin of the sl_nodelock row version this record describes';
+
+-- A record made by install's adoption is a judgement from the holder's name, not a sighting of the
+-- insert: it may stand for its own row, but it never proves that a backend took that row rather
+-- than another.
+ALTER TABLE slony_nodelock.lock_identity ADD COLUMN adopted boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN slony_nodelock.lock_identity.adopted IS 'made by install''s adoption of a row taken before install, not by the trigger';
 $slony_nodelock_migration$) AS migrated \gset
 
 -- The Python of slony-nodelock, the one copy in the catalog: the liveness decision and its
@@ -164,10 +170,12 @@ SELECT $slony_nodelock_py$
 #
 # Inputs are mappings, the shape plpy.execute() and psycopg's dict_row both return:
 #   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid", "xmin"}; xmin names the row version
-#   identity:  {"cluster", "nl_nodeid", "nl_conncnt", "pid", "backend_start", "row_xmin"},
-#              recorded by a trigger when the row version row_xmin was inserted into the
-#              cluster's sl_nodelock (row_xmin None: made by 0.2.0 or earlier, before records were
-#              bound to a row version)
+#   identity:  {"cluster", "nl_nodeid", "nl_conncnt", "pid", "backend_start", "row_xmin",
+#              "adopted", "proves_taken"}, recorded by a trigger when the row version row_xmin was
+#              inserted into the cluster's sl_nodelock (row_xmin None: made by 0.2.0 or earlier,
+#              before records were bound to a row version), or by install's adoption (adopted:
+#              a judgement, not a sighting). proves_taken: made by the trigger, and its row is
+#              still there as recorded, so the backend took that row and no other.
 #   backend:   {"pid", "datname", "backend_type", "application_name", "backend_start"},
 #              one per row of pg_stat_activity
 # backend_start values are microseconds since the epoch and xmin values transaction ids, both
@@ -241,6 +249,8 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None):
     """
     pid = row["nl_backendpid"]
     recorded = record_matches(row, identity)
+    if recorded and identity.get("adopted") and took_other is not None:
+        recorded = False  # a guess at install, refuted by what the trigger saw
     if backend is None:
         return STALE, "pid %d is not a backend of this database" % pid
     if pid == caller_pid and not recorded:
@@ -308,8 +318,9 @@ def judge(rows, records, backends, caller_pid, database, cluster=None):
         key = (record["nl_nodeid"], record["nl_conncnt"])
         if record.get("cluster") == cluster:
             own[key] = record
-        takers.setdefault((record["pid"], record["backend_start"]), []).append(
-            (record.get("cluster"), key))
+        if record.get("proves_taken", True):
+            takers.setdefault((record["pid"], record["backend_start"]), []).append(
+                (record.get("cluster"), key))
     by_pid = {}
     for backend in backends:
         by_pid[backend["pid"]] = backend
@@ -359,9 +370,12 @@ FOR_UPDATE = " for update of l"
 # call), and those showing that a backend took another lock. Missing when our schema or table is
 # gone (DROP SCHEMA ... CASCADE leaves the cluster's function behind): then every row is judged
 # as unrecorded, which never removes a holder that could be slon's.
+# proves_taken: the trigger saw this backend insert the row, and the row is still there as it was.
 RECORDS = (
     "select i.cluster_schema::pg_catalog.text as cluster, i.nl_nodeid, i.nl_conncnt, i.pid,"
-    " " + MICROSECONDS % "i.backend_start" + " as backend_start, " + XID % "i.row_xmin" + " as row_xmin"
+    " " + MICROSECONDS % "i.backend_start" + " as backend_start, " + XID % "i.row_xmin" + " as row_xmin,"
+    " i.adopted, not i.adopted and slony_nodelock.record_is_current(i.cluster_schema, i.nl_nodeid,"
+    " i.nl_conncnt, i.pid, i.row_xmin) as proves_taken"
     " from slony_nodelock.lock_identity i where i.pid = any ($1)"
 )
 
@@ -455,8 +469,8 @@ def cleanup(plpy, cache, cluster):
 
 RECORD = (
     "insert into slony_nodelock.lock_identity"
-    " (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin)"
-    " select $1, $2, $3, a.pid, a.backend_start, $6::pg_catalog.text::pg_catalog.xid"
+    " (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin, adopted)"
+    " select $1, $2, $3, a.pid, a.backend_start, $6::pg_catalog.text::pg_catalog.xid, true"
     " from pg_catalog.pg_stat_get_activity($4) a"
     " where " + MICROSECONDS % "a.backend_start" + " = $5"
     " on conflict (cluster_schema, nl_nodeid, nl_conncnt) do nothing"
@@ -465,8 +479,8 @@ RECORD = (
 
 def adopt(plpy, cache, cluster):
     """Record the identity of every row kept only for lack of a record whose holder carries
-    exactly the name slon gives that connection (rows taken before install), unless another
-    cluster's row names the same PID. Deletes nothing: a stale row is left for the next cleanup.
+    exactly the name slon gives that connection (rows taken before install), unless another row,
+    of this cluster or another, names the same PID. Deletes nothing: a stale row is left for the next cleanup.
     Returns the number of identities recorded."""
     plans = _plans(plpy, cache, cluster)
     locks = plpy.execute(plans["locks"])
@@ -476,6 +490,11 @@ def adopt(plpy, cache, cluster):
     started = dict((b["pid"], b["backend_start"]) for b in backends)
     contested = set(r["pid"] for r in plpy.execute(
         plpy.prepare("select p as pid from slony_nodelock.lock_pids_elsewhere($1) p", ["name"]), [cluster]))
+    seen = set()
+    for row in locks:
+        if row["nl_backendpid"] in seen:
+            contested.add(row["nl_backendpid"])
+        seen.add(row["nl_backendpid"])
     record = _plan_record(plpy, plans)
     adopted = 0
     for row, _, _, adoptable in judged:
@@ -835,6 +854,28 @@ COMMENT ON FUNCTION slony_nodelock.patch_cluster(name) IS 'slony-nodelock: repla
 -- Changes the catalog; for the superuser who installs, not for every role.
 REVOKE EXECUTE ON FUNCTION slony_nodelock.patch_cluster(name) FROM PUBLIC;
 
+-- Whether the lock row a record describes is still there as recorded (same key, PID and xmin),
+-- in any cluster of this database: only then does the record show what its backend holds.
+CREATE OR REPLACE FUNCTION slony_nodelock.record_is_current(p_cluster name, p_nodeid int4, p_conncnt int4,
+                                                            p_pid int4, p_row_xmin xid)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_current boolean;
+BEGIN
+    IF p_row_xmin IS NULL OR pg_catalog.to_regclass(pg_catalog.format('%I.sl_nodelock', p_cluster)) IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %I.sl_nodelock l WHERE l.nl_nodeid = $1 AND l.nl_conncnt = $2 '
+                              'AND l.nl_backendpid = $3 AND l.xmin = $4)', p_cluster)
+       INTO v_current USING p_nodeid, p_conncnt, p_pid, p_row_xmin;
+    RETURN v_current;
+END
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.record_is_current(name, int4, int4, int4, xid) IS 'slony-nodelock: whether a lock record still describes its row';
+
 -- Event trigger (ddl_command_end): when Slony creates or replaces a cluster's cleanupnodelock()
 -- (UPDATE FUNCTIONS, init cluster, store node), patch that cluster again in the same transaction;
 -- when Slony re-comments the function, keep that comment as the one uninstall puts back. A failure here must never fail Slony's command: it becomes a WARNING
@@ -988,7 +1029,8 @@ BEGIN
           FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a
          WHERE a.backend_start IS NOT NULL AND v_xmin IS NOT NULL
         ON CONFLICT (cluster_schema, nl_nodeid, nl_conncnt)
-        DO UPDATE SET pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start, row_xmin = EXCLUDED.row_xmin;
+        DO UPDATE SET pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start, row_xmin = EXCLUDED.row_xmin,
+                      adopted = false;
     END IF;
     RETURN NULL;
 EXCEPTION WHEN OTHERS THEN

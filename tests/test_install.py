@@ -426,3 +426,22 @@ def test_slon_keeps_working_when_our_records_table_is_dropped(server):
     assert server.query("select count(*) from _c1.sl_nodelock") == [(0,)]  # its holder has gone
     with pytest.raises(Exception, match="lock_identity is missing or damaged"):
         server.query("select slony_nodelock.assert_ok()")
+
+
+def test_a_lock_adopted_in_one_cluster_never_removes_a_live_lock_of_another(server):
+    # Every cluster's slon names its listener slon.local_listen, so adoption is a guess: it must
+    # not count as proof that the backend holds no other lock.
+    for schema in ("_ca", "_cb"):
+        add_stock_like_cluster(server, schema)
+    with server.connect(application_name="slon.local_listen") as listener:
+        pid = listener.execute("select pg_catalog.pg_backend_pid()").fetchone()[0]
+        server.query("insert into _ca.sl_nodelock values (7, 0, %s)", (pid,))
+        assert server.psql_file(INSTALL_SQL).returncode == 0
+        assert server.query("select cluster_schema, adopted from slony_nodelock.lock_identity") == [("_ca", True)]
+        server.query("alter table _cb.sl_nodelock disable trigger slony_nodelock_identity")
+        listener.execute("insert into _cb.sl_nodelock values (7, 0, pg_catalog.pg_backend_pid())")
+        server.query("alter table _cb.sl_nodelock enable always trigger slony_nodelock_identity")
+
+        server.query("select _cb.cleanupnodelock()")
+
+        assert server.query("select nl_backendpid from _cb.sl_nodelock") == [(pid,)]

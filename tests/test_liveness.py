@@ -451,3 +451,21 @@ def test_a_backend_recorded_as_taker_of_another_lock_holds_no_unrecorded_one():
     earlier = dict(record_in_two, backend_start=AT_09_41_10)
     [(_, verdict, _, adoptable)] = liveness.judge([row], [earlier], [slon_of_two], 1, DATABASE, "_bed")
     assert verdict == liveness.UNSURE and adoptable
+
+
+def test_only_a_record_the_trigger_made_and_whose_row_stands_proves_a_backend_took_another_lock():
+    row = lock_row(conncnt=0, pid=2225)
+    slon = backend(application_name="slon.local_listen", backend_start=AT_09_52_59)
+    elsewhere = dict(identity_of(lock_row(nodeid=7, pid=2225), backend_start=AT_09_52_59), cluster="_ca")
+
+    for weak in (dict(elsewhere, adopted=True, proves_taken=False), dict(elsewhere, proves_taken=False)):
+        [(_, verdict, _, _)] = liveness.judge([row], [weak], [slon], 1, DATABASE, "_cb")
+        assert verdict == liveness.UNSURE
+
+    # A record adopted at install for this row is a guess; the trigger's sighting elsewhere wins.
+    guessed = dict(identity_of(row, backend_start=AT_09_52_59), cluster="_cb", adopted=True)
+    seen = dict(elsewhere, adopted=False, proves_taken=True)
+    [(_, verdict, reason, _)] = liveness.judge([row], [guessed, seen], [slon], 1, DATABASE, "_cb")
+    assert verdict == liveness.STALE and 'took the lock of cluster "_ca" node 7 conncnt 0' in reason
+    [(_, verdict, _, _)] = liveness.judge([row], [dict(guessed, adopted=False), seen], [slon], 1, DATABASE, "_cb")
+    assert verdict == liveness.LIVE

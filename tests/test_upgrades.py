@@ -100,13 +100,16 @@ def test_a_failing_repatch_warns_but_never_fails_update_functions(one_node):
     all_ok(server)
 
 
-def test_a_recreated_sl_nodelock_gets_its_identity_recording_back(one_node):
+def test_a_recreated_sl_nodelock_is_flagged_and_install_gives_it_identity_recording_back(one_node):
     server = one_node.node(1)
     one_node.install_fix(1)
 
     server.query('alter table "_bed".sl_nodelock rename to sl_nodelock_before;'
                  'create table "_bed".sl_nodelock (like "_bed".sl_nodelock_before including all)')
 
+    [(_, _, _, identity_recording, _, problems)] = verify(server)
+    assert not identity_recording and "the identity triggers on sl_nodelock are missing" in problems
+    one_node.install_fix(1)
     all_ok(server)
     assert server.query("select count(*) from pg_catalog.pg_trigger where tgrelid = '\"_bed\".sl_nodelock'::regclass"
                         " and tgname like 'slony_nodelock%' and tgenabled = 'A'") == [(2,)]

@@ -7,10 +7,12 @@
 #
 # Inputs are mappings, the shape plpy.execute() and psycopg's dict_row both return:
 #   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid", "xmin"}; xmin names the row version
-#   identity:  {"cluster", "nl_nodeid", "nl_conncnt", "pid", "backend_start", "row_xmin"},
-#              recorded by a trigger when the row version row_xmin was inserted into the
-#              cluster's sl_nodelock (row_xmin None: made by 0.2.0 or earlier, before records were
-#              bound to a row version)
+#   identity:  {"cluster", "nl_nodeid", "nl_conncnt", "pid", "backend_start", "row_xmin",
+#              "adopted", "proves_taken"}, recorded by a trigger when the row version row_xmin was
+#              inserted into the cluster's sl_nodelock (row_xmin None: made by 0.2.0 or earlier,
+#              before records were bound to a row version), or by install's adoption (adopted:
+#              a judgement, not a sighting). proves_taken: made by the trigger, and its row is
+#              still there as recorded, so the backend took that row and no other.
 #   backend:   {"pid", "datname", "backend_type", "application_name", "backend_start"},
 #              one per row of pg_stat_activity
 # backend_start values are microseconds since the epoch and xmin values transaction ids, both
@@ -84,6 +86,8 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None):
     """
     pid = row["nl_backendpid"]
     recorded = record_matches(row, identity)
+    if recorded and identity.get("adopted") and took_other is not None:
+        recorded = False  # a guess at install, refuted by what the trigger saw
     if backend is None:
         return STALE, "pid %d is not a backend of this database" % pid
     if pid == caller_pid and not recorded:
@@ -151,8 +155,9 @@ def judge(rows, records, backends, caller_pid, database, cluster=None):
         key = (record["nl_nodeid"], record["nl_conncnt"])
         if record.get("cluster") == cluster:
             own[key] = record
-        takers.setdefault((record["pid"], record["backend_start"]), []).append(
-            (record.get("cluster"), key))
+        if record.get("proves_taken", True):
+            takers.setdefault((record["pid"], record["backend_start"]), []).append(
+                (record.get("cluster"), key))
     by_pid = {}
     for backend in backends:
         by_pid[backend["pid"]] = backend

@@ -29,9 +29,12 @@ FOR_UPDATE = " for update of l"
 # call), and those showing that a backend took another lock. Missing when our schema or table is
 # gone (DROP SCHEMA ... CASCADE leaves the cluster's function behind): then every row is judged
 # as unrecorded, which never removes a holder that could be slon's.
+# proves_taken: the trigger saw this backend insert the row, and the row is still there as it was.
 RECORDS = (
     "select i.cluster_schema::pg_catalog.text as cluster, i.nl_nodeid, i.nl_conncnt, i.pid,"
-    " " + MICROSECONDS % "i.backend_start" + " as backend_start, " + XID % "i.row_xmin" + " as row_xmin"
+    " " + MICROSECONDS % "i.backend_start" + " as backend_start, " + XID % "i.row_xmin" + " as row_xmin,"
+    " i.adopted, not i.adopted and slony_nodelock.record_is_current(i.cluster_schema, i.nl_nodeid,"
+    " i.nl_conncnt, i.pid, i.row_xmin) as proves_taken"
     " from slony_nodelock.lock_identity i where i.pid = any ($1)"
 )
 
@@ -125,8 +128,8 @@ def cleanup(plpy, cache, cluster):
 
 RECORD = (
     "insert into slony_nodelock.lock_identity"
-    " (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin)"
-    " select $1, $2, $3, a.pid, a.backend_start, $6::pg_catalog.text::pg_catalog.xid"
+    " (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin, adopted)"
+    " select $1, $2, $3, a.pid, a.backend_start, $6::pg_catalog.text::pg_catalog.xid, true"
     " from pg_catalog.pg_stat_get_activity($4) a"
     " where " + MICROSECONDS % "a.backend_start" + " = $5"
     " on conflict (cluster_schema, nl_nodeid, nl_conncnt) do nothing"
@@ -135,8 +138,8 @@ RECORD = (
 
 def adopt(plpy, cache, cluster):
     """Record the identity of every row kept only for lack of a record whose holder carries
-    exactly the name slon gives that connection (rows taken before install), unless another
-    cluster's row names the same PID. Deletes nothing: a stale row is left for the next cleanup.
+    exactly the name slon gives that connection (rows taken before install), unless another row,
+    of this cluster or another, names the same PID. Deletes nothing: a stale row is left for the next cleanup.
     Returns the number of identities recorded."""
     plans = _plans(plpy, cache, cluster)
     locks = plpy.execute(plans["locks"])
@@ -146,6 +149,11 @@ def adopt(plpy, cache, cluster):
     started = dict((b["pid"], b["backend_start"]) for b in backends)
     contested = set(r["pid"] for r in plpy.execute(
         plpy.prepare("select p as pid from slony_nodelock.lock_pids_elsewhere($1) p", ["name"]), [cluster]))
+    seen = set()
+    for row in locks:
+        if row["nl_backendpid"] in seen:
+            contested.add(row["nl_backendpid"])
+        seen.add(row["nl_backendpid"])
     record = _plan_record(plpy, plans)
     adopted = 0
     for row, _, _, adoptable in judged:

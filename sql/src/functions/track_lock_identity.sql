@@ -25,7 +25,8 @@ BEGIN
           FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a
          WHERE a.backend_start IS NOT NULL AND v_xmin IS NOT NULL
         ON CONFLICT (cluster_schema, nl_nodeid, nl_conncnt)
-        DO UPDATE SET pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start, row_xmin = EXCLUDED.row_xmin;
+        DO UPDATE SET pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start, row_xmin = EXCLUDED.row_xmin,
+                      adopted = false;
     END IF;
     RETURN NULL;
 EXCEPTION WHEN OTHERS THEN
