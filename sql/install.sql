@@ -199,6 +199,47 @@ def clock(epoch_microseconds):
     return "%02d:%02d:%02d UTC" % (seconds // 3600, seconds // 60 % 60, seconds % 60)
 
 
+def process_start(stat_text, boot_epoch_seconds, ticks_per_second):
+    """Start time, in microseconds since the epoch, of the process whose /proc/<pid>/stat text is
+    given: field 22 counts clock ticks since boot. The command name (field 2) is in parentheses
+    and may itself hold spaces and parentheses, so the fields are counted after its last ')'."""
+    fields = stat_text[stat_text.rindex(")") + 2:].split()
+    ticks = int(fields[22 - 3])
+    return boot_epoch_seconds * 1000000 + ticks * 1000000 // ticks_per_second
+
+
+def boot_time(proc_stat_text):
+    """The boot time, in seconds since the epoch, from /proc/stat's btime line."""
+    for line in proc_stat_text.splitlines():
+        if line.startswith("btime "):
+            return int(line.split()[1])
+    raise ValueError("no btime line in /proc/stat")
+
+
+def real_uid(status_text):
+    """The real user id from /proc/<pid>/status."""
+    for line in status_text.splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise ValueError("no Uid line in /proc/<pid>/status")
+
+
+def command_line(cmdline_bytes, stat_text):
+    """What ps shows: the arguments joined by spaces, or [name] for a process without any."""
+    arguments = [a for a in cmdline_bytes.split(b"\0") if a]
+    if arguments:
+        return b" ".join(arguments).decode("utf-8", "replace")
+    return "[%s]" % stat_text[stat_text.index("(") + 1:stat_text.rindex(")")]
+
+
+def describe_process(command, user, started):
+    """'"svlogd -tt ./main" (user postgres, started 09:52:59 UTC)', for messages."""
+    return '"%s" (user %s, started %s)' % (command, user, clock(started))
+
+
+NO_SUCH_PROCESS = "no such process"
+
+
 def record_matches(row, identity):
     """Whether identity was recorded for this very row version.
 
@@ -239,19 +280,25 @@ def carries_slons_exact_name(row, name):
     return is_registering_connection(name)
 
 
-def judge_row(row, identity, backend, caller_pid, database, took_other=None):
+def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_process=None):
     """(verdict, reason) for one lock row.
 
     identity is the record kept for the row's key, or None; it counts only if it matches the row
     (record_matches). backend is the pg_stat_activity entry for the row's PID, or None when no
     such process is listed. took_other names another lock row, of any cluster in the database,
     that this very backend (same PID and start time) is recorded to have taken, or is None.
+    os_process says what the PID is on the database host when it is no backend (see
+    describe_process, or NO_SUCH_PROCESS), or is None when that is unknown.
     """
     pid = row["nl_backendpid"]
     recorded = record_matches(row, identity)
     if recorded and identity.get("adopted") and took_other is not None:
         recorded = False  # a guess at install, refuted by what the trigger saw
     if backend is None:
+        if os_process == NO_SUCH_PROCESS:
+            return STALE, "pid %d is not a backend of this database (no such process)" % pid
+        if os_process is not None:
+            return STALE, "pid %d is now %s, not a backend of this database" % (pid, os_process)
         return STALE, "pid %d is not a backend of this database" % pid
     if pid == caller_pid and not recorded:
         return STALE, "pid %d is the backend running this cleanup, not a lock holder" % pid
@@ -306,12 +353,14 @@ def adoptable(row, identity, backend, verdict):
             and carries_slons_exact_name(row, backend["application_name"]))
 
 
-def judge(rows, records, backends, caller_pid, database, cluster=None):
+def judge(rows, records, backends, caller_pid, database, cluster=None, os_processes=None):
     """[(row, verdict, reason, adoptable)] for every lock row of cluster, in the order given.
 
     records: identity records of any cluster in the database (at least those naming the rows'
-    PIDs), any order; backends: the pg_stat_activity snapshot.
+    PIDs), any order; backends: the pg_stat_activity snapshot; os_processes: {pid: what it is on
+    the host} for PIDs that are no backend, where known.
     """
+    os_processes = os_processes or {}
     own = {}
     takers = {}
     for record in records:
@@ -335,7 +384,8 @@ def judge(rows, records, backends, caller_pid, database, cluster=None):
                 if (other_cluster, other_key) != (cluster, key):
                     took_other = 'cluster "%s" node %d conncnt %d' % (
                         other_cluster if other_cluster is not None else cluster, other_key[0], other_key[1])
-        verdict, reason = judge_row(row, identity, backend, caller_pid, database, took_other)
+        verdict, reason = judge_row(row, identity, backend, caller_pid, database, took_other,
+                                    os_processes.get(row["nl_backendpid"]))
         judged.append((row, verdict, reason, adoptable(row, identity, backend, verdict)))
     return judged
 
@@ -390,6 +440,15 @@ BACKENDS = (
 )
 
 
+def fail(plpy, message, sqlstate):
+    """Raise an ERROR that reads 'slony-nodelock: ' + message, in one line. PL/Python names an
+    uncaught exception's class before its message ('plpy.Error: ...'), so the class raised is
+    named slony-nodelock; sqlstate is the ERROR's SQLSTATE."""
+    error = type("slony-nodelock", (plpy.Error,), {"__module__": "builtins"})(message)
+    error.sqlstate = sqlstate
+    raise error
+
+
 def _plans(plpy, cache, cluster):
     """Prepared statements for the cluster, kept for the session in the function's SD (under a
     tuple key, which no other SD entry uses)."""
@@ -431,15 +490,64 @@ def _records(plpy, plans, cluster, pids):
         return []
 
 
+def os_processes(pids):
+    """What each PID is on the database host, for PIDs that are no backend: ({pid: description or
+    NO_SUCH_PROCESS}, {pid: why it could not be told}). Reads only /proc/stat and /proc/<pid>/
+    (stat, status, cmdline) for integer PIDs, and never fails: /proc may be missing (another OS)
+    or hidden (hidepid)."""
+    import os
+    import pwd
+    found, unknown = {}, {}
+    try:
+        with open("/proc/stat") as f:
+            boot = boot_time(f.read())
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError) as e:
+        return found, dict((pid, "/proc cannot be read here (%s)" % e) for pid in pids)
+    for pid in pids:
+        if pid is None or pid <= 0:
+            found[pid] = NO_SUCH_PROCESS
+            continue
+        try:
+            os.kill(pid, 0)  # signal 0 is never delivered: only asks whether the PID exists
+        except ProcessLookupError:
+            found[pid] = NO_SUCH_PROCESS
+            continue
+        except (PermissionError, OverflowError):
+            pass
+        base = "/proc/%d/" % pid
+        try:
+            with open(base + "stat") as f:
+                stat = f.read()
+            with open(base + "status") as f:
+                status = f.read()
+            with open(base + "cmdline", "rb") as f:
+                cmdline = f.read()
+            uid = real_uid(status)
+            try:
+                user = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                user = str(uid)
+            found[pid] = describe_process(command_line(cmdline, stat), user, process_start(stat, boot, ticks))
+        except (OSError, ValueError, IndexError) as e:
+            unknown[pid] = "%s cannot be read (%s)" % (base, e)
+    return found, unknown
+
+
 def _judged(plpy, plans, cluster, locks):
-    """(lock row, verdict, reason, adoptable) for each lock row, and the backends looked at."""
+    """(lock row, verdict, reason, adoptable) for each lock row, the backends looked at, the
+    records read, and what /proc says of the PIDs that are no backend ({pid: why not} for those
+    it could not tell)."""
     pids = list(set(row["nl_backendpid"] for row in locks))
     records = _records(plpy, plans, cluster, pids)
     # pg_stat_activity is read once per transaction and then kept; a holder that connected since
     # the caller's transaction first looked would be missing, and its live lock judged stale.
     plpy.execute(plans["fresh_activity"])
     backends = plpy.execute(plans["backends"], [pids])
-    return judge(locks, records, backends, plans["caller"], plans["database"], cluster), backends
+    listed = set(b["pid"] for b in backends)
+    described, unknown = os_processes([pid for pid in pids if pid not in listed])
+    judged = judge(locks, records, backends, plans["caller"], plans["database"], cluster, described)
+    return judged, backends, records, described, unknown
 
 
 def _describe(cluster, row):
@@ -451,7 +559,13 @@ def cleanup(plpy, cache, cluster):
     """What cleanupNodelock() does: delete every stale lock row, under the same FOR UPDATE as
     Slony's own version, with a NOTICE for each deletion and each row kept only for lack of proof."""
     plans = _plans(plpy, cache, cluster)
-    locks = plpy.execute(plans["locks" + FOR_UPDATE])
+    try:
+        locks = plpy.execute(plans["locks" + FOR_UPDATE])
+    except plpy.spiexceptions.InsufficientPrivilege:
+        # Slony's own version needs a superuser too (killBackend); say so in one line.
+        user = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
+        fail(plpy, 'role %s may not clean up the locks of cluster "%s"; '
+             "run cleanupNodelock() as a superuser, as slon does" % (user, cluster), "42501")
     if len(locks) == 0:
         return 0
     stale_nodes, stale_conncnts = [], []
@@ -486,7 +600,7 @@ def adopt(plpy, cache, cluster):
     locks = plpy.execute(plans["locks"])
     if len(locks) == 0:
         return 0
-    judged, backends = _judged(plpy, plans, cluster, locks)
+    judged, backends = _judged(plpy, plans, cluster, locks)[:2]
     started = dict((b["pid"], b["backend_start"]) for b in backends)
     contested = set(r["pid"] for r in plpy.execute(
         plpy.prepare("select p as pid from slony_nodelock.lock_pids_elsewhere($1) p", ["name"]), [cluster]))
@@ -509,6 +623,47 @@ def _plan_record(plpy, plans):
     if "record" not in plans:
         plans["record"] = plpy.prepare(RECORD, ["name", "int4", "int4", "int4", "int8", "int8"])
     return plans["record"]
+
+
+def _timestamp(microseconds):
+    """An ISO 8601 UTC timestamp that PostgreSQL reads back exactly, or None."""
+    if microseconds is None:
+        return None
+    import datetime
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return (epoch + datetime.timedelta(microseconds=microseconds)).isoformat()
+
+
+def status(plpy, cache, cluster):
+    """What cleanupNodelock() would decide for each lock row of the cluster now, and why, with what
+    holds each PID: the same judge() on the same inputs, without deleting or locking anything."""
+    plans = _plans(plpy, cache, cluster)
+    locks = plpy.execute(plans["locks"])
+    if len(locks) == 0:
+        return []
+    judged, backends, records, described, unknown = _judged(plpy, plans, cluster, locks)
+    by_pid = dict((b["pid"], b) for b in backends)
+    own = dict(((r["nl_nodeid"], r["nl_conncnt"]), r) for r in records if r["cluster"] == cluster)
+    out = []
+    for row, verdict, reason, _ in judged:
+        pid = row["nl_backendpid"]
+        holder = by_pid.get(pid) or {}
+        record = own.get((row["nl_nodeid"], row["nl_conncnt"]))
+        if not record_matches(row, record):
+            record = None
+        if pid in unknown:
+            reason = "%s; %s" % (reason, unknown[pid])
+        out.append({
+            "cluster": cluster, "node": row["nl_nodeid"], "conncnt": row["nl_conncnt"], "pid": pid,
+            "recorded_backend_start": _timestamp(record["backend_start"] if record else None),
+            "holder_backend_type": holder.get("backend_type"),
+            "holder_datname": holder.get("datname"),
+            "holder_application_name": holder.get("application_name"),
+            "holder_backend_start": _timestamp(holder.get("backend_start")),
+            "os_process": described.get(pid),
+            "verdict": verdict, "reason": reason,
+        })
+    return out
 
 $slony_nodelock_py$::text
 $fn$;
@@ -1001,6 +1156,41 @@ $fn$;
 COMMENT ON FUNCTION slony_nodelock.save_stock_function(name) IS 'slony-nodelock: save a cluster''s stock cleanupnodelock() for uninstall';
 -- Changes the catalog; for the superuser who installs, not for every role.
 REVOKE EXECUTE ON FUNCTION slony_nodelock.save_stock_function(name) FROM PUBLIC;
+
+-- A dry run of the judgement, for an operator: one row per sl_nodelock row of every cluster, or
+-- of the one named (by its schema, _name, or by the name slonik uses), with what was recorded,
+-- what holds the PID now (and, when it is no backend, what /proc says it is), and the verdict and
+-- reason cleanupNodelock() would give. The same Python decides; this deletes and locks nothing.
+-- VOLATILE: it reads /proc. SECURITY DEFINER so that pg_monitor members see every backend's
+-- details; command lines of other processes are sensitive, so only pg_monitor may call it.
+CREATE OR REPLACE FUNCTION slony_nodelock.status(p_cluster name DEFAULT NULL)
+RETURNS TABLE (cluster name, node int4, conncnt int4, pid int4, recorded_backend_start timestamptz,
+               holder_backend_type text, holder_datname text, holder_application_name text,
+               holder_backend_start timestamptz, os_process text, verdict text, reason text)
+LANGUAGE plpython3u SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+logic = SD.get("slony_nodelock.logic")
+if logic is None:
+    logic = SD["slony_nodelock.logic"] = {}
+    exec(plpy.execute("select slony_nodelock.logic_source() as source")[0]["source"], logic)
+status = logic["status"]
+clusters = [r["c"] for r in plpy.execute("select c from slony_nodelock.clusters() c")]
+if p_cluster is not None:
+    wanted = [c for c in clusters if c == p_cluster] or [c for c in clusters if c == "_" + p_cluster]
+    if not wanted:
+        database = plpy.execute("select pg_catalog.current_database() as d")[0]["d"]
+        logic["fail"](plpy, "no Slony cluster %s in database %s; the clusters here are listed by: select cluster from slony_nodelock.verify()"
+                      % (plpy.quote_ident(p_cluster), database), "42704")
+    clusters = wanted
+rows = []
+for cluster in clusters:
+    rows.extend(status(plpy, SD, cluster))
+return rows
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.status(name) IS 'slony-nodelock: what cleanupNodelock() would decide for each lock row now, and why';
+REVOKE EXECUTE ON FUNCTION slony_nodelock.status(name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION slony_nodelock.status(name) TO pg_monitor;
 
 -- Trigger on each cluster's sl_nodelock: records who took a new lock row, and which row version
 -- the record describes (its xmin), and forgets the record when the row goes or changes. SECURITY

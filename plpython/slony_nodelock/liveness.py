@@ -36,6 +36,47 @@ def clock(epoch_microseconds):
     return "%02d:%02d:%02d UTC" % (seconds // 3600, seconds // 60 % 60, seconds % 60)
 
 
+def process_start(stat_text, boot_epoch_seconds, ticks_per_second):
+    """Start time, in microseconds since the epoch, of the process whose /proc/<pid>/stat text is
+    given: field 22 counts clock ticks since boot. The command name (field 2) is in parentheses
+    and may itself hold spaces and parentheses, so the fields are counted after its last ')'."""
+    fields = stat_text[stat_text.rindex(")") + 2:].split()
+    ticks = int(fields[22 - 3])
+    return boot_epoch_seconds * 1000000 + ticks * 1000000 // ticks_per_second
+
+
+def boot_time(proc_stat_text):
+    """The boot time, in seconds since the epoch, from /proc/stat's btime line."""
+    for line in proc_stat_text.splitlines():
+        if line.startswith("btime "):
+            return int(line.split()[1])
+    raise ValueError("no btime line in /proc/stat")
+
+
+def real_uid(status_text):
+    """The real user id from /proc/<pid>/status."""
+    for line in status_text.splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise ValueError("no Uid line in /proc/<pid>/status")
+
+
+def command_line(cmdline_bytes, stat_text):
+    """What ps shows: the arguments joined by spaces, or [name] for a process without any."""
+    arguments = [a for a in cmdline_bytes.split(b"\0") if a]
+    if arguments:
+        return b" ".join(arguments).decode("utf-8", "replace")
+    return "[%s]" % stat_text[stat_text.index("(") + 1:stat_text.rindex(")")]
+
+
+def describe_process(command, user, started):
+    """'"svlogd -tt ./main" (user postgres, started 09:52:59 UTC)', for messages."""
+    return '"%s" (user %s, started %s)' % (command, user, clock(started))
+
+
+NO_SUCH_PROCESS = "no such process"
+
+
 def record_matches(row, identity):
     """Whether identity was recorded for this very row version.
 
@@ -76,19 +117,25 @@ def carries_slons_exact_name(row, name):
     return is_registering_connection(name)
 
 
-def judge_row(row, identity, backend, caller_pid, database, took_other=None):
+def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_process=None):
     """(verdict, reason) for one lock row.
 
     identity is the record kept for the row's key, or None; it counts only if it matches the row
     (record_matches). backend is the pg_stat_activity entry for the row's PID, or None when no
     such process is listed. took_other names another lock row, of any cluster in the database,
     that this very backend (same PID and start time) is recorded to have taken, or is None.
+    os_process says what the PID is on the database host when it is no backend (see
+    describe_process, or NO_SUCH_PROCESS), or is None when that is unknown.
     """
     pid = row["nl_backendpid"]
     recorded = record_matches(row, identity)
     if recorded and identity.get("adopted") and took_other is not None:
         recorded = False  # a guess at install, refuted by what the trigger saw
     if backend is None:
+        if os_process == NO_SUCH_PROCESS:
+            return STALE, "pid %d is not a backend of this database (no such process)" % pid
+        if os_process is not None:
+            return STALE, "pid %d is now %s, not a backend of this database" % (pid, os_process)
         return STALE, "pid %d is not a backend of this database" % pid
     if pid == caller_pid and not recorded:
         return STALE, "pid %d is the backend running this cleanup, not a lock holder" % pid
@@ -143,12 +190,14 @@ def adoptable(row, identity, backend, verdict):
             and carries_slons_exact_name(row, backend["application_name"]))
 
 
-def judge(rows, records, backends, caller_pid, database, cluster=None):
+def judge(rows, records, backends, caller_pid, database, cluster=None, os_processes=None):
     """[(row, verdict, reason, adoptable)] for every lock row of cluster, in the order given.
 
     records: identity records of any cluster in the database (at least those naming the rows'
-    PIDs), any order; backends: the pg_stat_activity snapshot.
+    PIDs), any order; backends: the pg_stat_activity snapshot; os_processes: {pid: what it is on
+    the host} for PIDs that are no backend, where known.
     """
+    os_processes = os_processes or {}
     own = {}
     takers = {}
     for record in records:
@@ -172,6 +221,7 @@ def judge(rows, records, backends, caller_pid, database, cluster=None):
                 if (other_cluster, other_key) != (cluster, key):
                     took_other = 'cluster "%s" node %d conncnt %d' % (
                         other_cluster if other_cluster is not None else cluster, other_key[0], other_key[1])
-        verdict, reason = judge_row(row, identity, backend, caller_pid, database, took_other)
+        verdict, reason = judge_row(row, identity, backend, caller_pid, database, took_other,
+                                    os_processes.get(row["nl_backendpid"]))
         judged.append((row, verdict, reason, adoptable(row, identity, backend, verdict)))
     return judged

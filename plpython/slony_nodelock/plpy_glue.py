@@ -7,7 +7,9 @@
 # imported below are already defined there; the import line itself is dropped when pasting.
 # plpy is passed in rather than used as a global so that this file can also be imported with a
 # stand-in.
-from slony_nodelock.liveness import STALE, UNSURE, judge  # embed: drop
+from slony_nodelock.liveness import (  # embed: drop
+    NO_SUCH_PROCESS, STALE, UNSURE, boot_time, command_line, describe_process, judge,  # embed: drop
+    process_start, real_uid, record_matches)  # embed: drop
 
 # backend_start as integer microseconds since the epoch, cheap for Python to compare. date_part()
 # gives float8 seconds, whose resolution at today's epoch (~0.25 us) keeps every microsecond
@@ -47,6 +49,15 @@ BACKENDS = (
     " left join pg_catalog.pg_database d on d.oid = a.datid"
     " where a.pid = any ($1)"
 )
+
+
+def fail(plpy, message, sqlstate):
+    """Raise an ERROR that reads 'slony-nodelock: ' + message, in one line. PL/Python names an
+    uncaught exception's class before its message ('plpy.Error: ...'), so the class raised is
+    named slony-nodelock; sqlstate is the ERROR's SQLSTATE."""
+    error = type("slony-nodelock", (plpy.Error,), {"__module__": "builtins"})(message)
+    error.sqlstate = sqlstate
+    raise error
 
 
 def _plans(plpy, cache, cluster):
@@ -90,15 +101,64 @@ def _records(plpy, plans, cluster, pids):
         return []
 
 
+def os_processes(pids):
+    """What each PID is on the database host, for PIDs that are no backend: ({pid: description or
+    NO_SUCH_PROCESS}, {pid: why it could not be told}). Reads only /proc/stat and /proc/<pid>/
+    (stat, status, cmdline) for integer PIDs, and never fails: /proc may be missing (another OS)
+    or hidden (hidepid)."""
+    import os
+    import pwd
+    found, unknown = {}, {}
+    try:
+        with open("/proc/stat") as f:
+            boot = boot_time(f.read())
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError) as e:
+        return found, dict((pid, "/proc cannot be read here (%s)" % e) for pid in pids)
+    for pid in pids:
+        if pid is None or pid <= 0:
+            found[pid] = NO_SUCH_PROCESS
+            continue
+        try:
+            os.kill(pid, 0)  # signal 0 is never delivered: only asks whether the PID exists
+        except ProcessLookupError:
+            found[pid] = NO_SUCH_PROCESS
+            continue
+        except (PermissionError, OverflowError):
+            pass
+        base = "/proc/%d/" % pid
+        try:
+            with open(base + "stat") as f:
+                stat = f.read()
+            with open(base + "status") as f:
+                status = f.read()
+            with open(base + "cmdline", "rb") as f:
+                cmdline = f.read()
+            uid = real_uid(status)
+            try:
+                user = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                user = str(uid)
+            found[pid] = describe_process(command_line(cmdline, stat), user, process_start(stat, boot, ticks))
+        except (OSError, ValueError, IndexError) as e:
+            unknown[pid] = "%s cannot be read (%s)" % (base, e)
+    return found, unknown
+
+
 def _judged(plpy, plans, cluster, locks):
-    """(lock row, verdict, reason, adoptable) for each lock row, and the backends looked at."""
+    """(lock row, verdict, reason, adoptable) for each lock row, the backends looked at, the
+    records read, and what /proc says of the PIDs that are no backend ({pid: why not} for those
+    it could not tell)."""
     pids = list(set(row["nl_backendpid"] for row in locks))
     records = _records(plpy, plans, cluster, pids)
     # pg_stat_activity is read once per transaction and then kept; a holder that connected since
     # the caller's transaction first looked would be missing, and its live lock judged stale.
     plpy.execute(plans["fresh_activity"])
     backends = plpy.execute(plans["backends"], [pids])
-    return judge(locks, records, backends, plans["caller"], plans["database"], cluster), backends
+    listed = set(b["pid"] for b in backends)
+    described, unknown = os_processes([pid for pid in pids if pid not in listed])
+    judged = judge(locks, records, backends, plans["caller"], plans["database"], cluster, described)
+    return judged, backends, records, described, unknown
 
 
 def _describe(cluster, row):
@@ -110,7 +170,13 @@ def cleanup(plpy, cache, cluster):
     """What cleanupNodelock() does: delete every stale lock row, under the same FOR UPDATE as
     Slony's own version, with a NOTICE for each deletion and each row kept only for lack of proof."""
     plans = _plans(plpy, cache, cluster)
-    locks = plpy.execute(plans["locks" + FOR_UPDATE])
+    try:
+        locks = plpy.execute(plans["locks" + FOR_UPDATE])
+    except plpy.spiexceptions.InsufficientPrivilege:
+        # Slony's own version needs a superuser too (killBackend); say so in one line.
+        user = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
+        fail(plpy, 'role %s may not clean up the locks of cluster "%s"; '
+             "run cleanupNodelock() as a superuser, as slon does" % (user, cluster), "42501")
     if len(locks) == 0:
         return 0
     stale_nodes, stale_conncnts = [], []
@@ -145,7 +211,7 @@ def adopt(plpy, cache, cluster):
     locks = plpy.execute(plans["locks"])
     if len(locks) == 0:
         return 0
-    judged, backends = _judged(plpy, plans, cluster, locks)
+    judged, backends = _judged(plpy, plans, cluster, locks)[:2]
     started = dict((b["pid"], b["backend_start"]) for b in backends)
     contested = set(r["pid"] for r in plpy.execute(
         plpy.prepare("select p as pid from slony_nodelock.lock_pids_elsewhere($1) p", ["name"]), [cluster]))
@@ -168,3 +234,44 @@ def _plan_record(plpy, plans):
     if "record" not in plans:
         plans["record"] = plpy.prepare(RECORD, ["name", "int4", "int4", "int4", "int8", "int8"])
     return plans["record"]
+
+
+def _timestamp(microseconds):
+    """An ISO 8601 UTC timestamp that PostgreSQL reads back exactly, or None."""
+    if microseconds is None:
+        return None
+    import datetime
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return (epoch + datetime.timedelta(microseconds=microseconds)).isoformat()
+
+
+def status(plpy, cache, cluster):
+    """What cleanupNodelock() would decide for each lock row of the cluster now, and why, with what
+    holds each PID: the same judge() on the same inputs, without deleting or locking anything."""
+    plans = _plans(plpy, cache, cluster)
+    locks = plpy.execute(plans["locks"])
+    if len(locks) == 0:
+        return []
+    judged, backends, records, described, unknown = _judged(plpy, plans, cluster, locks)
+    by_pid = dict((b["pid"], b) for b in backends)
+    own = dict(((r["nl_nodeid"], r["nl_conncnt"]), r) for r in records if r["cluster"] == cluster)
+    out = []
+    for row, verdict, reason, _ in judged:
+        pid = row["nl_backendpid"]
+        holder = by_pid.get(pid) or {}
+        record = own.get((row["nl_nodeid"], row["nl_conncnt"]))
+        if not record_matches(row, record):
+            record = None
+        if pid in unknown:
+            reason = "%s; %s" % (reason, unknown[pid])
+        out.append({
+            "cluster": cluster, "node": row["nl_nodeid"], "conncnt": row["nl_conncnt"], "pid": pid,
+            "recorded_backend_start": _timestamp(record["backend_start"] if record else None),
+            "holder_backend_type": holder.get("backend_type"),
+            "holder_datname": holder.get("datname"),
+            "holder_application_name": holder.get("application_name"),
+            "holder_backend_start": _timestamp(holder.get("backend_start")),
+            "os_process": described.get(pid),
+            "verdict": verdict, "reason": reason,
+        })
+    return out

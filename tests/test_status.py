@@ -1,0 +1,88 @@
+"""slony_nodelock.status(): the judgement as a dry run, with what each PID really is now."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from conftest import requires_pid_control
+from slonybed.bed import INSTALL_SQL
+from test_install import add_stock_like_cluster, server  # noqa: F401  (fixture)
+
+STATUS = ("select cluster, node, conncnt, pid, recorded_backend_start, holder_backend_type, holder_datname,"
+          " holder_application_name, holder_backend_start, os_process, verdict, reason"
+          " from slony_nodelock.status(%s)")
+
+
+@requires_pid_control
+def test_status_and_the_removal_notice_say_what_the_stale_pid_is_now(fixed_bed):
+    bed, node = fixed_bed, fixed_bed.node(1)
+    lock_taken = node.query("select backend_start from slony_nodelock.lock_identity"
+                            " where cluster_schema = '_bed' and nl_nodeid = 1 and nl_conncnt = 0")[0][0]
+    stale = bed.reboot_host_of(1, reuse_pid=bed.put_sleep_on)
+
+    rows = {(r[1], r[2]): r for r in node.query(STATUS, ("bed",))}
+    (cluster, _, _, pid, recorded, holder_type, _, _, _, os_process, verdict, reason) = rows[(1, 0)]
+
+    assert (cluster, pid, recorded, holder_type, verdict) == ("_bed", stale, lock_taken, None, "stale")
+    assert os_process.startswith('"sleep infinity" (user postgres, started ')
+    started = datetime.strptime(os_process.split("started ")[1], "%H:%M:%S UTC)").time()
+    assert started >= lock_taken.astimezone(timezone.utc).time().replace(microsecond=0)
+    assert reason == f"pid {stale} is now {os_process}, not a backend of this database"
+    # A dry run: the row is still there.
+    assert bed.cluster.own_lock_pid(1) == stale
+
+    slon = bed.start_slon(1)
+    bed.cluster.wait_slon_holds_lock(slon)
+    assert f'removed stale lock of cluster "_bed" node 1 conncnt 0 pid {stale}: {reason}' in slon.log
+
+
+def test_status_is_for_pg_monitor_members_who_see_full_rows(server):  # noqa: F811
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    server.query("create role watcher login in role pg_monitor; create role stranger login")
+    with server.connect(application_name="slon.local_listen") as holder:
+        holder.execute("insert into _c1.sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())")
+
+        as_superuser = server.query(STATUS, (None,))
+        with server.connect(user="watcher") as watcher:
+            as_watcher = watcher.execute(STATUS, (None,)).fetchall()
+        with server.connect(user="stranger") as stranger:
+            with pytest.raises(Exception, match="permission denied for function status"):
+                stranger.execute(STATUS, (None,))
+
+    assert as_watcher == as_superuser
+    [(_, _, _, _, recorded, holder_type, datname, name, holder_start, os_process, verdict, _)] = as_watcher
+    assert (holder_type, datname, name, verdict, os_process) == (
+        "client backend", "slony_test", "slon.local_listen", "live", None)
+    assert recorded == holder_start is not None
+
+
+def test_status_reads_no_file_but_the_proc_entries_of_integer_pids(server):  # noqa: F811
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    # PIDs no process can have: status() says so, and fails on none of them.
+    server.query("insert into _c1.sl_nodelock values (1, 0, 0), (2, 0, -1), (3, 0, 2147483647)")
+
+    rows = server.query(STATUS, ("_c1",))
+
+    assert [(r[3], r[9], r[10]) for r in rows] == [
+        (0, "no such process", "stale"), (-1, "no such process", "stale"), (2147483647, "no such process", "stale")]
+    # The only text it takes is a cluster name, looked up among the clusters, never a path.
+    for name in ("../../etc/passwd", "_c1/../..", "/proc/self/environ"):
+        with pytest.raises(Exception) as raised:
+            server.query(STATUS, (name,))
+        assert raised.value.diag.message_primary.startswith("slony-nodelock: no Slony cluster ")
+
+
+def test_a_role_that_may_not_clean_up_gets_one_line_saying_so(server):  # noqa: F811
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    server.query("create role alice login; grant usage on schema _c1 to alice")
+    with server.connect(user="alice") as alice:
+        with pytest.raises(Exception) as raised:
+            alice.execute("select _c1.cleanupnodelock()")
+    assert raised.value.diag.message_primary == (
+        'slony-nodelock: role alice may not clean up the locks of cluster "_c1"; '
+        "run cleanupNodelock() as a superuser, as slon does")
