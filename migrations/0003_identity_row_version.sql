@@ -15,3 +15,11 @@ COMMENT ON COLUMN slony_nodelock.lock_identity.row_xmin IS 'xmin of the sl_nodel
 -- than another.
 ALTER TABLE slony_nodelock.lock_identity ADD COLUMN adopted boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN slony_nodelock.lock_identity.adopted IS 'made by install''s adoption of a row taken before install, not by the trigger';
+
+-- Slony's terminateNodeConnections() is replaced too (failover), so each saved function is
+-- named. Rows saved by earlier releases are all cleanupnodelock().
+ALTER TABLE slony_nodelock.stock_function ADD COLUMN function_name name NOT NULL DEFAULT 'cleanupnodelock';
+ALTER TABLE slony_nodelock.stock_function ALTER COLUMN function_name DROP DEFAULT;
+ALTER TABLE slony_nodelock.stock_function DROP CONSTRAINT stock_function_pkey;
+ALTER TABLE slony_nodelock.stock_function ADD PRIMARY KEY (cluster_schema, function_name);
+COMMENT ON TABLE slony_nodelock.stock_function IS 'slony-nodelock: each cluster''s cleanupnodelock() and terminatenodeconnections() as Slony last installed them (pg_get_functiondef)';

@@ -131,7 +131,7 @@ CREATE TABLE slony_nodelock.repatch_log (
 CREATE INDEX repatch_log_cluster ON slony_nodelock.repatch_log (cluster_schema);
 COMMENT ON TABLE slony_nodelock.repatch_log IS 'slony-nodelock: each automatic re-patch after Slony recreated a cluster''s cleanupnodelock() or sl_nodelock';
 $slony_nodelock_migration$) AS migrated \gset
-SELECT pg_temp.slony_nodelock_migrate(3, '0003_identity_row_version', '4dd8b0a5bdd30097b0cf49a4f002c84d23dbf0f30c807e52a2bfa8a9c52412a8',
+SELECT pg_temp.slony_nodelock_migrate(3, '0003_identity_row_version', '8e4cd77fbce0ad6a8e861cfd48fe800375c85109f799438b895c1c4c21245425',
 $slony_nodelock_migration$-- slony-nodelock migration 0003 (release 0.3.0): bind each identity record to the row version it
 -- describes. Never edit once released; add a new step instead.
 
@@ -149,6 +149,14 @@ COMMENT ON COLUMN slony_nodelock.lock_identity.row_xmin IS 'xmin of the sl_nodel
 -- than another.
 ALTER TABLE slony_nodelock.lock_identity ADD COLUMN adopted boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN slony_nodelock.lock_identity.adopted IS 'made by install''s adoption of a row taken before install, not by the trigger';
+
+-- Slony's terminateNodeConnections() is replaced too (failover), so each saved function is
+-- named. Rows saved by earlier releases are all cleanupnodelock().
+ALTER TABLE slony_nodelock.stock_function ADD COLUMN function_name name NOT NULL DEFAULT 'cleanupnodelock';
+ALTER TABLE slony_nodelock.stock_function ALTER COLUMN function_name DROP DEFAULT;
+ALTER TABLE slony_nodelock.stock_function DROP CONSTRAINT stock_function_pkey;
+ALTER TABLE slony_nodelock.stock_function ADD PRIMARY KEY (cluster_schema, function_name);
+COMMENT ON TABLE slony_nodelock.stock_function IS 'slony-nodelock: each cluster''s cleanupnodelock() and terminatenodeconnections() as Slony last installed them (pg_get_functiondef)';
 $slony_nodelock_migration$) AS migrated \gset
 
 -- The Python of slony-nodelock, the one copy in the catalog: the liveness decision and its
@@ -665,6 +673,41 @@ def status(plpy, cache, cluster):
         })
     return out
 
+
+# The opt-out: ALTER DATABASE db SET slony_nodelock.failover_terminate = 'stock', read at each call.
+FAILOVER_SETTING = "slony_nodelock.failover_terminate"
+
+
+def terminate(plpy, cache, cluster, failed_node):
+    """What terminateNodeConnections(failed_node) does at failover: end the failed node's
+    connections and delete its lock rows. Slony's killBackend(pid, 'TERM') sends signal 0 (its
+    signal-name compare has length 0), so stock terminates nothing; had it worked, it would also
+    have signalled whatever process reused a stale row's PID. Here only a holder judged LIVE, the
+    very client backend that took the lock, is terminated, with pg_terminate_backend()."""
+    plans = _plans(plpy, cache, cluster)
+    table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
+    if "failed_locks" not in plans:
+        plans["failed_locks"] = plpy.prepare(
+            LOCKS % table + " where l.nl_nodeid = $1" + FOR_UPDATE, ["int4"])
+    locks = plpy.execute(plans["failed_locks"], [failed_node])
+    setting = plpy.execute("select pg_catalog.current_setting('%s', true) as v" % FAILOVER_SETTING)[0]["v"]
+    if setting == "stock":
+        kill = plpy.prepare("select %s.killBackend($1, 'TERM')" % plpy.quote_ident(cluster), ["int4"])
+        for row in locks:
+            plpy.execute(kill, [row["nl_backendpid"]])
+    elif len(locks) > 0:
+        for row, verdict, reason, _ in _judged(plpy, plans, cluster, locks)[0]:
+            if verdict == LIVE:
+                ended = plpy.execute("select pg_catalog.pg_terminate_backend(%d) as ended" % row["nl_backendpid"])
+                done = "terminated" if ended[0]["ended"] else "could not terminate"
+                plpy.notice("slony-nodelock: failover: %s pid %d of %s: %s" % (done, row["nl_backendpid"], _describe(cluster, row), reason))
+            else:
+                plpy.notice("slony-nodelock: failover: did not signal pid %d of %s: %s" % (
+                    row["nl_backendpid"], _describe(cluster, row), reason))
+    if len(locks) > 0:
+        plpy.execute(plans["delete"], [[r["nl_nodeid"] for r in locks], [r["nl_conncnt"] for r in locks]])
+    return 0
+
 $slony_nodelock_py$::text
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.logic_source() IS 'slony-nodelock: the Python source of the liveness logic and its glue';
@@ -697,6 +740,22 @@ AS $fn$
      ORDER BY n.nspname
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.cluster_candidates() IS 'slony-nodelock: schemas holding sl_nodelock, and whether each is a Slony cluster';
+
+-- The Slony functions the kit replaces in each cluster, with what each needs: the argument list
+-- (names as Slony declares them, since CREATE OR REPLACE keeps them), the entry point in
+-- logic_source() and what it is called with, and our comment. Every comment of ours starts with
+-- 'slony-nodelock:', which is how the rest of the kit tells it from Slony's.
+CREATE OR REPLACE FUNCTION slony_nodelock.patched_functions()
+RETURNS TABLE (function_name name, arguments text, argument_types text, entry text, entry_arguments text, comment text)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    VALUES ('cleanupnodelock'::name, ''::text, ''::text, 'cleanup'::text, 'plpy, SD, CLUSTER'::text,
+            'slony-nodelock: removes sl_nodelock rows whose holder is gone, judged by PID and backend start time'::text),
+           ('terminatenodeconnections', 'p_failed_node int4', 'int4', 'terminate', 'plpy, SD, CLUSTER, p_failed_node',
+            'slony-nodelock: at failover, terminates the live backends that took a failed node''s locks (and nothing else), and deletes its lock rows')
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.patched_functions() IS 'slony-nodelock: the Slony functions replaced in each cluster';
 
 -- Records the identity of lock rows taken before install whose holder is live now, so that they
 -- too are judged by identity from here on. Deletes nothing. The logic comes from logic_source(),
@@ -742,26 +801,6 @@ END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.assert_ok() IS 'slony-nodelock: raise unless every cluster is patched and well';
 
--- The PL/Python body of a cluster's replacement cleanupnodelock(): logic_source() with the
--- cluster's name and an entry point around it. The name goes in as hex, so no identifier, however
--- odd, can change the Python. The logic runs once per session; after that SD holds it.
-CREATE OR REPLACE FUNCTION slony_nodelock.cleanupnodelock_source(p_cluster name)
-RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-SELECT pg_catalog.concat_ws(E'\n',
-    '# slony-nodelock 0.3.0: replaces Slony''s cleanupNodelock(); uninstall with sql/uninstall.sql.',
-    'CLUSTER = bytes.fromhex(''' OPERATOR(pg_catalog.||)
-        pg_catalog.encode(pg_catalog.convert_to(p_cluster::text, 'UTF8'), 'hex') OPERATOR(pg_catalog.||) ''').decode()',
-    'if "slony_nodelock.cleanup" in SD:',
-    '    return SD["slony_nodelock.cleanup"](plpy, SD, CLUSTER)',
-    slony_nodelock.logic_source(),
-    'SD["slony_nodelock.cleanup"] = cleanup',
-    'return cleanup(plpy, SD, CLUSTER)')
-$fn$;
-COMMENT ON FUNCTION slony_nodelock.cleanupnodelock_source(name) IS 'slony-nodelock: PL/Python source of a cluster''s replacement cleanupnodelock()';
-
 -- The Slony cluster schemas in this database (see cluster_candidates()).
 CREATE OR REPLACE FUNCTION slony_nodelock.clusters()
 RETURNS SETOF name
@@ -772,22 +811,22 @@ AS $fn$
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.clusters() IS 'slony-nodelock: Slony cluster schemas in this database';
 
--- Puts our comment on a cluster's replacement cleanupnodelock(). Every comment of ours starts with
--- 'slony-nodelock:', which is how the rest of the kit tells it from Slony's.
-CREATE OR REPLACE FUNCTION slony_nodelock.comment_patched(p_cluster name)
+-- Puts our comment on a cluster's replacement function (see patched_functions()).
+DROP FUNCTION IF EXISTS slony_nodelock.comment_patched(name);  -- release 0.2.0's, for cleanupnodelock() only
+CREATE OR REPLACE FUNCTION slony_nodelock.comment_patched(p_cluster name, p_function name)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     -- A COMMENT sets off the re-patch event trigger too, which knows this one by its text.
-    EXECUTE pg_catalog.format('COMMENT ON FUNCTION %I.cleanupnodelock() IS %L', p_cluster,
-        'slony-nodelock: removes sl_nodelock rows whose holder is gone, judged by PID and backend start time');
+    EXECUTE pg_catalog.format('COMMENT ON FUNCTION %s IS %L', slony_nodelock.patched_function_oid(p_cluster, p_function),
+        (SELECT f.comment FROM slony_nodelock.patched_functions() f WHERE f.function_name = p_function));
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.comment_patched(name) IS 'slony-nodelock: comment a replacement cleanupnodelock() as ours';
+COMMENT ON FUNCTION slony_nodelock.comment_patched(name, name) IS 'slony-nodelock: comment a replacement function as ours';
 -- Changes the catalog; for the superuser who installs, not for every role.
-REVOKE EXECUTE ON FUNCTION slony_nodelock.comment_patched(name) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION slony_nodelock.comment_patched(name, name) FROM PUBLIC;
 
 -- Event trigger (sql_drop): when a cluster schema or its sl_nodelock is dropped (slonik's
 -- uninstall node drops the schema), forget what we kept about it, so that nothing of ours points
@@ -808,11 +847,15 @@ DECLARE
     v_fn_now text;
 BEGIN
     FOR v_dropped IN
-        SELECT d.object_type, d.object_name, d.schema_name, d.original
+        SELECT d.object_type, d.object_name, d.schema_name, d.original, d.address_names[2] AS function_name
           FROM pg_catalog.pg_event_trigger_dropped_objects() d
          WHERE d.object_type = 'schema' OR (d.object_type = 'table' AND d.object_name = 'sl_nodelock')
-            OR (d.object_type = 'function' AND d.address_names[2] = 'cleanupnodelock'
-                AND pg_catalog.cardinality(d.address_args) = 0)
+            OR (d.object_type = 'function' AND (d.address_names[2], pg_catalog.array_to_string(d.address_args, ','))
+                -- address_args spells types as format_type() does: integer, not int4
+                IN (SELECT f.function_name::text,
+                           COALESCE((SELECT pg_catalog.string_agg(t::pg_catalog.regtype::text, ',')
+                                       FROM pg_catalog.unnest(pg_catalog.string_to_array(NULLIF(f.argument_types, ''), ',')) t), '')
+                      FROM slony_nodelock.patched_functions() f))
     LOOP
         IF v_dropped.object_type = 'schema' THEN
             DELETE FROM slony_nodelock.stock_function WHERE cluster_schema = v_dropped.object_name;
@@ -822,23 +865,22 @@ BEGIN
             DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.schema_name;
         ELSIF v_dropped.schema_name IN (SELECT c FROM slony_nodelock.clusters() c) THEN
             IF v_dropped.original THEN
-                RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped; slon cannot start on this node until it is back: run psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
-                    pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
-            ELSIF slony_nodelock.restore_stock_function(v_dropped.schema_name) THEN
+                RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped; slon cannot start on this node until it is back: run psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
+                    v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
+            ELSIF slony_nodelock.restore_stock_function(v_dropped.schema_name, v_dropped.function_name) THEN
                 -- Putting it back sets off the re-patch trigger, which patches it if it can.
                 SELECT p.prosrc INTO v_fn_now FROM pg_catalog.pg_proc p
-                 WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(v_dropped.schema_name))
-                   AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
+                 WHERE p.oid = slony_nodelock.patched_function_oid(v_dropped.schema_name, v_dropped.function_name);
                 IF v_fn_now LIKE '# slony-nodelock %' THEN
-                    RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped by a CASCADE; it is back, patched again',
-                        pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
+                    RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped by a CASCADE; it is back, patched again',
+                        v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
                 ELSE
-                    RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped by a CASCADE; Slony''s own version is back so that slon keeps working, but the cluster is NOT patched until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
-                        pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
+                    RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped by a CASCADE; Slony''s own version is back so that slon keeps working, but the cluster is NOT patched until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
+                        v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
                 END IF;
             ELSE
-                RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped by a CASCADE and no copy of Slony''s was saved; slon cannot start on this node until you run slonik "update functions" for it',
-                    pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
+                RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped by a CASCADE and no copy of Slony''s was saved; slon cannot start on this node until you run slonik "update functions" for it',
+                    v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
             END IF;
         END IF;
     END LOOP;
@@ -916,8 +958,9 @@ COMMENT ON FUNCTION slony_nodelock.patch_all_clusters() IS 'slony-nodelock: patc
 -- Changes the catalog; for the superuser who installs, not for every role.
 REVOKE EXECUTE ON FUNCTION slony_nodelock.patch_all_clusters() FROM PUBLIC;
 
--- Replaces one cluster's cleanupnodelock() with ours (saving Slony's first), and puts the identity
--- triggers on its sl_nodelock. Returns whether anything changed.
+-- Replaces one cluster's cleanupnodelock() and terminatenodeconnections() with ours (saving
+-- Slony's first), and puts the identity triggers on its sl_nodelock. Returns whether anything
+-- changed.
 CREATE OR REPLACE FUNCTION slony_nodelock.patch_cluster(p_cluster name)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -925,7 +968,9 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     v_table regclass := pg_catalog.to_regclass(pg_catalog.format('%I.sl_nodelock', p_cluster));
-    v_source text := slony_nodelock.cleanupnodelock_source(p_cluster);
+    v_patch record;
+    v_source text;
+    v_replaced text[] := '{}';
     v_fn pg_catalog.pg_proc;
     v_lang name;
     v_candidate record;
@@ -947,27 +992,31 @@ BEGIN
             pg_catalog.quote_ident(p_cluster);
     END IF;
 
-    SELECT p.* INTO v_fn FROM pg_catalog.pg_proc p
-     WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(p_cluster))
-       AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
-    -- Gone (dropped by hand or by a CASCADE) but saved: ours is created from scratch below.
-    IF NOT FOUND AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s WHERE s.cluster_schema = p_cluster) THEN
-        RAISE EXCEPTION 'slony-nodelock: cluster % has no cleanupnodelock() and no saved copy of Slony''s; nothing was changed. Run slonik "update functions" for this node, then install again',
-            pg_catalog.quote_ident(p_cluster);
-    END IF;
-    SELECT l.lanname INTO v_lang FROM pg_catalog.pg_language l WHERE l.oid = v_fn.prolang;
+    FOR v_patch IN SELECT f.function_name, f.arguments FROM slony_nodelock.patched_functions() f LOOP
+        v_source := slony_nodelock.patched_source(p_cluster, v_patch.function_name);
+        SELECT p.* INTO v_fn FROM pg_catalog.pg_proc p
+         WHERE p.oid = slony_nodelock.patched_function_oid(p_cluster, v_patch.function_name);
+        -- Gone (dropped by hand or by a CASCADE) but saved: ours is created from scratch below.
+        IF NOT FOUND AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
+                                      WHERE s.cluster_schema = p_cluster AND s.function_name = v_patch.function_name) THEN
+            RAISE EXCEPTION 'slony-nodelock: cluster % has no %() and no saved copy of Slony''s; nothing was changed. Run slonik "update functions" for this node, then install again',
+                pg_catalog.quote_ident(p_cluster), v_patch.function_name;
+        END IF;
+        SELECT l.lanname INTO v_lang FROM pg_catalog.pg_language l WHERE l.oid = v_fn.prolang;
 
-    -- The re-patch event trigger sees our CREATE and COMMENT too, and knows them by their result:
-    -- a function, or a comment, that is already ours.
-    IF v_fn.prosrc IS DISTINCT FROM v_source OR v_lang <> 'plpython3u' THEN
-        -- Whatever is there now, unless ours, is what Slony installed last.
-        PERFORM slony_nodelock.save_stock_function(p_cluster);
-        EXECUTE pg_catalog.format(
-            'CREATE OR REPLACE FUNCTION %I.cleanupnodelock() RETURNS int4 LANGUAGE plpython3u '
-            'SET search_path = pg_catalog, pg_temp AS %L', p_cluster, v_source);
-        PERFORM slony_nodelock.comment_patched(p_cluster);
-        v_changed := true;
-    END IF;
+        -- The re-patch event trigger sees our CREATE and COMMENT too, and knows them by their
+        -- result: a function, or a comment, that is already ours.
+        IF v_fn.prosrc IS DISTINCT FROM v_source OR v_lang IS DISTINCT FROM 'plpython3u' THEN
+            -- Whatever is there now, unless ours, is what Slony installed last.
+            PERFORM slony_nodelock.save_stock_function(p_cluster, v_patch.function_name);
+            EXECUTE pg_catalog.format(
+                'CREATE OR REPLACE FUNCTION %I.%I(%s) RETURNS int4 LANGUAGE plpython3u '
+                'SET search_path = pg_catalog, pg_temp AS %L', p_cluster, v_patch.function_name, v_patch.arguments, v_source);
+            PERFORM slony_nodelock.comment_patched(p_cluster, v_patch.function_name);
+            v_replaced := v_replaced || v_patch.function_name::text;
+        END IF;
+    END LOOP;
+    v_changed := pg_catalog.cardinality(v_replaced) > 0;
 
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = v_table AND t.tgname = 'slony_nodelock_identity') THEN
         EXECUTE pg_catalog.format('CREATE TRIGGER slony_nodelock_identity AFTER INSERT OR UPDATE OR DELETE ON %s '
@@ -997,17 +1046,60 @@ BEGIN
 
     v_adopted := slony_nodelock.adopt_live_locks(p_cluster);
     IF v_changed OR v_adopted > 0 THEN
-        RAISE NOTICE 'slony-nodelock: patched cluster % (cleanupnodelock replaced, identity recording on, % live lock(s) adopted)',
-            pg_catalog.quote_ident(p_cluster), v_adopted;
+        RAISE NOTICE 'slony-nodelock: patched cluster % (% replaced, identity recording on, % live lock(s) adopted)',
+            pg_catalog.quote_ident(p_cluster),
+            COALESCE(NULLIF(pg_catalog.array_to_string(v_replaced, ' and '), ''), 'no function'), v_adopted;
     ELSE
         RAISE NOTICE 'slony-nodelock: cluster % is already patched; nothing changed', pg_catalog.quote_ident(p_cluster);
     END IF;
     RETURN v_changed OR v_adopted > 0;
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.patch_cluster(name) IS 'slony-nodelock: replace one cluster''s cleanupnodelock() and record lock identities';
+COMMENT ON FUNCTION slony_nodelock.patch_cluster(name) IS 'slony-nodelock: replace one cluster''s cleanupnodelock() and terminatenodeconnections(), and record lock identities';
 -- Changes the catalog; for the superuser who installs, not for every role.
 REVOKE EXECUTE ON FUNCTION slony_nodelock.patch_cluster(name) FROM PUBLIC;
+
+-- A cluster's function of that name and Slony's signature, or NULL when it has none. Through the
+-- catalogs, not to_regprocedure(): verify() may run for a role without USAGE on the schema.
+CREATE OR REPLACE FUNCTION slony_nodelock.patched_function_oid(p_cluster name, p_function name)
+RETURNS regprocedure
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT p.oid::pg_catalog.regprocedure
+      FROM slony_nodelock.patched_functions() f
+      JOIN pg_catalog.pg_proc p ON p.proname OPERATOR(pg_catalog.=) f.function_name
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+     WHERE f.function_name OPERATOR(pg_catalog.=) p_function AND n.nspname OPERATOR(pg_catalog.=) p_cluster
+       AND p.proargtypes OPERATOR(pg_catalog.=) pg_catalog.array_to_string(ARRAY(
+               SELECT t::pg_catalog.regtype::pg_catalog.oid
+                 FROM pg_catalog.unnest(pg_catalog.string_to_array(NULLIF(f.argument_types, ''), ',')) t), ' ')::pg_catalog.oidvector
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.patched_function_oid(name, name) IS 'slony-nodelock: a cluster''s function that the kit replaces, if present';
+
+-- The PL/Python body of a cluster's replacement function: logic_source() with the cluster's name
+-- and an entry point around it. The name goes in as hex, so no identifier, however odd, can
+-- change the Python. The logic runs once per session; after that SD holds it.
+DROP FUNCTION IF EXISTS slony_nodelock.cleanupnodelock_source(name);  -- release 0.2.0's, for cleanupnodelock() only
+CREATE OR REPLACE FUNCTION slony_nodelock.patched_source(p_cluster name, p_function name)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT pg_catalog.concat_ws(E'\n',
+    '# slony-nodelock 0.3.0: replaces Slony''s ' OPERATOR(pg_catalog.||) p_function OPERATOR(pg_catalog.||)
+        '(); uninstall with sql/uninstall.sql.',
+    'CLUSTER = bytes.fromhex(''' OPERATOR(pg_catalog.||)
+        pg_catalog.encode(pg_catalog.convert_to(p_cluster::text, 'UTF8'), 'hex') OPERATOR(pg_catalog.||) ''').decode()',
+    'if "slony_nodelock.entry" in SD:',
+    '    return SD["slony_nodelock.entry"](' OPERATOR(pg_catalog.||) f.entry_arguments OPERATOR(pg_catalog.||) ')',
+    slony_nodelock.logic_source(),
+    'SD["slony_nodelock.entry"] = ' OPERATOR(pg_catalog.||) f.entry,
+    'return ' OPERATOR(pg_catalog.||) f.entry OPERATOR(pg_catalog.||) '(' OPERATOR(pg_catalog.||) f.entry_arguments OPERATOR(pg_catalog.||) ')')
+  FROM slony_nodelock.patched_functions() f
+ WHERE f.function_name OPERATOR(pg_catalog.=) p_function
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.patched_source(name, name) IS 'slony-nodelock: PL/Python source of a cluster''s replacement function';
 
 -- Whether the lock row a record describes is still there as recorded (same key, PID and xmin),
 -- in any cluster of this database: only then does the record show what its backend holds.
@@ -1031,8 +1123,9 @@ END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.record_is_current(name, int4, int4, int4, xid) IS 'slony-nodelock: whether a lock record still describes its row';
 
--- Event trigger (ddl_command_end): when Slony creates or replaces a cluster's cleanupnodelock()
--- (UPDATE FUNCTIONS, init cluster, store node), patch that cluster again in the same transaction;
+-- Event trigger (ddl_command_end): when Slony creates or replaces a cluster's cleanupnodelock() or
+-- terminatenodeconnections() (UPDATE FUNCTIONS, init cluster, store node), patch that cluster
+-- again in the same transaction;
 -- when Slony re-comments the function, keep that comment as the one uninstall puts back. A failure here must never fail Slony's command: it becomes a WARNING
 -- that says what to run, and a row in repatch_log. Our own DDL is known by its result (a function
 -- or a comment that is already ours), not by a setting that any session could forge.
@@ -1049,11 +1142,11 @@ DECLARE
     v_comment text;
 BEGIN
     FOR v_cmd IN
-        SELECT DISTINCT c.schema_name, c.command_tag, c.object_type, c.objid
+        SELECT DISTINCT c.schema_name, c.command_tag, c.object_type, c.objid, p.proname AS function_name
           FROM pg_catalog.pg_event_trigger_ddl_commands() c
-         WHERE c.object_type = 'function' AND EXISTS (
-                   SELECT FROM pg_catalog.pg_proc p
-                    WHERE p.oid = c.objid AND p.proname = 'cleanupnodelock' AND p.pronargs = 0)
+          JOIN pg_catalog.pg_proc p ON p.oid = c.objid
+         WHERE c.object_type = 'function'
+           AND c.objid = slony_nodelock.patched_function_oid(c.schema_name, p.proname)
     LOOP
         CONTINUE WHEN v_cmd.schema_name NOT IN (SELECT s FROM slony_nodelock.clusters() s);
         -- patch_cluster's own CREATE (or a restored dump's copy of ours): the function is ours.
@@ -1067,8 +1160,9 @@ BEGIN
                     SELECT FROM pg_catalog.pg_proc p WHERE p.oid = v_cmd.objid AND p.prosrc LIKE '# slony-nodelock %');
                 v_comment := pg_catalog.obj_description(v_cmd.objid, 'pg_proc');
                 CONTINUE WHEN COALESCE(v_comment LIKE 'slony-nodelock:%', false);
-                UPDATE slony_nodelock.stock_function SET comment = v_comment WHERE cluster_schema = v_cmd.schema_name;
-                PERFORM slony_nodelock.comment_patched(v_cmd.schema_name);
+                UPDATE slony_nodelock.stock_function SET comment = v_comment
+                 WHERE cluster_schema = v_cmd.schema_name AND function_name = v_cmd.function_name;
+                PERFORM slony_nodelock.comment_patched(v_cmd.schema_name, v_cmd.function_name);
                 CONTINUE;
             END IF;
             PERFORM slony_nodelock.patch_cluster(v_cmd.schema_name);
@@ -1081,7 +1175,7 @@ BEGIN
                 pg_catalog.quote_ident(v_cmd.schema_name), v_cmd.command_tag, SQLERRM, pg_catalog.current_database();
             BEGIN
                 -- Still remember what Slony just loaded, so that uninstall puts back this version.
-                PERFORM slony_nodelock.save_stock_function(v_cmd.schema_name);
+                PERFORM slony_nodelock.save_stock_function(v_cmd.schema_name, v_cmd.function_name);
                 INSERT INTO slony_nodelock.repatch_log (cluster_schema, command_tag, succeeded, detail)
                 VALUES (v_cmd.schema_name, v_cmd.command_tag, false, SQLERRM);
             EXCEPTION WHEN OTHERS OR query_canceled THEN
@@ -1093,36 +1187,42 @@ EXCEPTION WHEN OTHERS OR query_canceled THEN
     RAISE WARNING 'slony-nodelock: the re-patch trigger failed (%); check this node with: select * from slony_nodelock.verify()', SQLERRM;
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.repatch_on_ddl() IS 'slony-nodelock: event trigger re-patching clusters whose cleanupnodelock() Slony recreated';
+COMMENT ON FUNCTION slony_nodelock.repatch_on_ddl() IS 'slony-nodelock: event trigger re-patching clusters whose cleanupnodelock() or terminatenodeconnections() Slony recreated';
 
--- Puts back a cluster's cleanupnodelock() as Slony last installed it (source, owner, comment),
--- from the copy save_stock_function() kept. Returns false when there is no copy. uninstall.sql
--- does the same inline, because it must also work where this release's functions are not installed.
-CREATE OR REPLACE FUNCTION slony_nodelock.restore_stock_function(p_cluster name)
+-- Puts back a cluster's function (see patched_functions()) as Slony last installed it (source,
+-- owner, comment), from the copy save_stock_function() kept. Returns false when there is no
+-- copy. uninstall.sql does the same inline, because it must also work where this release's
+-- functions are not installed.
+CREATE OR REPLACE FUNCTION slony_nodelock.restore_stock_function(p_cluster name, p_function name)
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     v_saved slony_nodelock.stock_function;
+    v_fn regprocedure;
 BEGIN
-    SELECT s.* INTO v_saved FROM slony_nodelock.stock_function s WHERE s.cluster_schema = p_cluster;
+    SELECT s.* INTO v_saved FROM slony_nodelock.stock_function s
+     WHERE s.cluster_schema = p_cluster AND s.function_name = p_function;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
     EXECUTE v_saved.definition;
-    EXECUTE pg_catalog.format('ALTER FUNCTION %I.cleanupnodelock() OWNER TO %I', p_cluster, v_saved.owner);
-    EXECUTE pg_catalog.format('COMMENT ON FUNCTION %I.cleanupnodelock() IS %L', p_cluster, v_saved.comment);
+    v_fn := slony_nodelock.patched_function_oid(p_cluster, p_function);
+    EXECUTE pg_catalog.format('ALTER FUNCTION %s OWNER TO %I', v_fn, v_saved.owner);
+    EXECUTE pg_catalog.format('COMMENT ON FUNCTION %s IS %L', v_fn, v_saved.comment);
     RETURN true;
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.restore_stock_function(name) IS 'slony-nodelock: put back a cluster''s cleanupnodelock() as Slony last installed it';
+COMMENT ON FUNCTION slony_nodelock.restore_stock_function(name, name) IS 'slony-nodelock: put back a cluster''s function as Slony last installed it';
 -- Changes the catalog; for the superuser who installs, not for every role.
-REVOKE EXECUTE ON FUNCTION slony_nodelock.restore_stock_function(name) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION slony_nodelock.restore_stock_function(name, name) FROM PUBLIC;
 
--- Saves a cluster's cleanupnodelock() as Slony installed it, so that uninstall can put it back.
--- Does nothing when the function there is ours (of any release). Returns whether it saved.
-CREATE OR REPLACE FUNCTION slony_nodelock.save_stock_function(p_cluster name)
+-- Saves a cluster's function (see patched_functions()) as Slony installed it, so that uninstall
+-- can put it back. Does nothing when the function there is ours (of any release). Returns
+-- whether it saved.
+DROP FUNCTION IF EXISTS slony_nodelock.save_stock_function(name);  -- release 0.2.0's, for cleanupnodelock() only
+CREATE OR REPLACE FUNCTION slony_nodelock.save_stock_function(p_cluster name, p_function name)
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1131,9 +1231,7 @@ DECLARE
     v_fn pg_catalog.pg_proc;
     v_comment text;
 BEGIN
-    SELECT p.* INTO v_fn FROM pg_catalog.pg_proc p
-     WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(p_cluster))
-       AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
+    SELECT p.* INTO v_fn FROM pg_catalog.pg_proc p WHERE p.oid = slony_nodelock.patched_function_oid(p_cluster, p_function);
     IF NOT FOUND OR v_fn.prosrc LIKE '# slony-nodelock %' THEN
         RETURN false;
     END IF;
@@ -1141,21 +1239,22 @@ BEGIN
     -- function is not Slony's: keep the one saved before.
     v_comment := pg_catalog.obj_description(v_fn.oid, 'pg_proc');
     IF v_comment LIKE 'slony-nodelock:%' THEN
-        v_comment := (SELECT s.comment FROM slony_nodelock.stock_function s WHERE s.cluster_schema = p_cluster);
+        v_comment := (SELECT s.comment FROM slony_nodelock.stock_function s
+                       WHERE s.cluster_schema = p_cluster AND s.function_name = p_function);
     END IF;
-    INSERT INTO slony_nodelock.stock_function AS s (cluster_schema, definition, prosrc, language, owner, comment)
-    VALUES (p_cluster, pg_catalog.pg_get_functiondef(v_fn.oid), v_fn.prosrc,
+    INSERT INTO slony_nodelock.stock_function AS s (cluster_schema, function_name, definition, prosrc, language, owner, comment)
+    VALUES (p_cluster, p_function, pg_catalog.pg_get_functiondef(v_fn.oid), v_fn.prosrc,
             (SELECT l.lanname FROM pg_catalog.pg_language l WHERE l.oid = v_fn.prolang),
             pg_catalog.pg_get_userbyid(v_fn.proowner), v_comment)
-    ON CONFLICT (cluster_schema) DO UPDATE
+    ON CONFLICT (cluster_schema, function_name) DO UPDATE
        SET definition = EXCLUDED.definition, prosrc = EXCLUDED.prosrc, language = EXCLUDED.language,
            owner = EXCLUDED.owner, comment = EXCLUDED.comment, saved_at = pg_catalog.now();
     RETURN true;
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.save_stock_function(name) IS 'slony-nodelock: save a cluster''s stock cleanupnodelock() for uninstall';
+COMMENT ON FUNCTION slony_nodelock.save_stock_function(name, name) IS 'slony-nodelock: save a cluster''s stock function for uninstall';
 -- Changes the catalog; for the superuser who installs, not for every role.
-REVOKE EXECUTE ON FUNCTION slony_nodelock.save_stock_function(name) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION slony_nodelock.save_stock_function(name, name) FROM PUBLIC;
 
 -- A dry run of the judgement, for an operator: one row per sl_nodelock row of every cluster, or
 -- of the one named (by its schema, _name, or by the name slonik uses), with what was recorded,
@@ -1235,18 +1334,29 @@ REVOKE EXECUTE ON FUNCTION slony_nodelock.track_lock_identity() FROM PUBLIC;
 
 -- One row per Slony cluster schema, found from Slony's own tables (so a cluster whose
 -- cleanupnodelock() is gone is still listed), and per schema with sl_node that is skipped because
--- no superuser owns it: is it running our cleanupnodelock(), and is everything around it in
--- place? problems is NULL when all is well, else says what is wrong and what to run.
+-- no superuser owns it: is it running our cleanupnodelock() (patched) and
+-- terminatenodeconnections() (failover_patched), and is everything around it in place? problems is NULL when all is well, else says what is wrong and what to run.
 -- SECURITY DEFINER so that a monitoring role can call it: it only reads, and returns only this.
+-- Release 0.2.0's verify() had no failover_patched column, and a result type cannot be replaced.
+DO $drop_old$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.oid = pg_catalog.to_regprocedure('slony_nodelock.verify()')
+                  AND NOT 'failover_patched' = ANY (p.proargnames)) THEN
+        DROP FUNCTION slony_nodelock.verify();
+    END IF;
+END
+$drop_old$;
 CREATE OR REPLACE FUNCTION slony_nodelock.verify()
-RETURNS TABLE (cluster name, patched boolean, logic_version text, identity_recording boolean,
-               stock_saved boolean, problems text)
+RETURNS TABLE (cluster name, patched boolean, failover_patched boolean, logic_version text,
+               identity_recording boolean, stock_saved boolean, problems text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     v_candidate record;
     v_fn record;
+    v_patch record;
+    v_ours boolean;
     v_found text[];
     v_kit_problems text[] := '{}';
     v_trigger_owner record;
@@ -1271,26 +1381,41 @@ BEGIN
     FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c WHERE c.has_sl_node LOOP
         cluster := v_candidate.schema_name;
         IF NOT v_candidate.is_cluster THEN
-            patched := false; logic_version := NULL; identity_recording := false; stock_saved := false;
+            patched := false; failover_patched := false; logic_version := NULL; identity_recording := false; stock_saved := false;
             problems := pg_catalog.format('not patched: it has Slony''s tables, but %s; if Slony made it, ALTER SCHEMA %I OWNER TO a superuser, then %s',
                                           v_candidate.why_not, cluster, v_fix);
             RETURN NEXT;
             CONTINUE;
         END IF;
         v_found := v_kit_problems;
-        SELECT p.prosrc, l.lanname INTO v_fn
-          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
-         WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(cluster))
-           AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
-        patched := COALESCE(v_fn.lanname = 'plpython3u' AND v_fn.prosrc LIKE '# slony-nodelock %', false);
-        logic_version := pg_catalog.substring(v_fn.prosrc, 'LOGIC_VERSION = "([^"]*)"');
-        IF v_fn IS NULL THEN
-            v_found := v_found || 'cleanupnodelock() is missing, so slon cannot start on this node'::text;
-        ELSIF NOT patched THEN
-            v_found := v_found || 'cleanupnodelock() is not ours: slon judges its lock by kill(pid, 0) alone'::text;
-        ELSIF v_fn.prosrc <> slony_nodelock.cleanupnodelock_source(cluster) THEN
-            v_found := v_found || 'cleanupnodelock() comes from another slony-nodelock release'::text;
-        END IF;
+        logic_version := NULL;
+        FOR v_patch IN SELECT f.function_name FROM slony_nodelock.patched_functions() f LOOP
+            SELECT p.prosrc, l.lanname INTO v_fn
+              FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+             WHERE p.oid = slony_nodelock.patched_function_oid(cluster, v_patch.function_name);
+            v_ours := COALESCE(v_fn.lanname = 'plpython3u' AND v_fn.prosrc LIKE '# slony-nodelock %', false);
+            IF v_patch.function_name = 'cleanupnodelock' THEN
+                patched := v_ours;
+                logic_version := pg_catalog.substring(v_fn.prosrc, 'LOGIC_VERSION = "([^"]*)"');
+            ELSE
+                failover_patched := v_ours;
+            END IF;
+            IF v_fn IS NULL THEN
+                v_found := v_found || CASE v_patch.function_name
+                    WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is missing, so slon cannot start on this node'
+                    ELSE 'terminatenodeconnections() is missing, so a failover cannot run on this node' END;
+            ELSIF NOT v_ours THEN
+                v_found := v_found || CASE v_patch.function_name
+                    WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is not ours: slon judges its lock by kill(pid, 0) alone'
+                    ELSE 'terminatenodeconnections() is not ours: failover signals whatever holds a lock row''s PID' END;
+            ELSIF v_fn.prosrc <> slony_nodelock.patched_source(cluster, v_patch.function_name) THEN
+                v_found := v_found || pg_catalog.format('%s() comes from another slony-nodelock release', v_patch.function_name);
+            END IF;
+            IF NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
+                            WHERE s.cluster_schema = cluster AND s.function_name = v_patch.function_name) THEN
+                v_found := v_found || pg_catalog.format('Slony''s own %s() is not saved, so uninstall cannot put it back', v_patch.function_name);
+            END IF;
+        END LOOP;
         -- Through the catalogs, not to_regclass(): a monitoring role need not have USAGE on the schema.
         identity_recording := (SELECT pg_catalog.count(*) = 2
                                  FROM pg_catalog.pg_trigger t
@@ -1302,10 +1427,8 @@ BEGIN
         IF NOT identity_recording THEN
             v_found := v_found || 'the identity triggers on sl_nodelock are missing or not enabled ALWAYS'::text;
         END IF;
-        stock_saved := EXISTS (SELECT FROM slony_nodelock.stock_function s WHERE s.cluster_schema = cluster);
-        IF NOT stock_saved THEN
-            v_found := v_found || 'Slony''s own cleanupnodelock() is not saved, so uninstall cannot put it back'::text;
-        END IF;
+        stock_saved := (SELECT pg_catalog.count(*) FROM slony_nodelock.stock_function s WHERE s.cluster_schema = cluster)
+                       = (SELECT pg_catalog.count(*) FROM slony_nodelock.patched_functions());
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
                         WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled = 'A') THEN
             v_found := v_found || 'the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE FUNCTIONS would undo the patch'::text;

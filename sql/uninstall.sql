@@ -3,8 +3,8 @@
 -- Regenerate with `make sql`.
 
 -- Run as a superuser:  psql -v ON_ERROR_STOP=1 -d DB -f sql/uninstall.sql
--- Puts back every cluster's cleanupnodelock() exactly as Slony last installed it (source,
--- language, owner, comment) and removes all of slony-nodelock. One transaction; safe to re-run.
+-- Puts back every cluster's cleanupnodelock() and terminatenodeconnections() exactly as Slony last
+-- installed them (source, language, owner, comment) and removes all of slony-nodelock. One transaction; safe to re-run.
 -- It relies only on the saved table, not on our functions, so it works for any installed release.
 \set ON_ERROR_STOP 1
 \set VERBOSITY terse
@@ -15,6 +15,7 @@ DO $uninstall$
 DECLARE
     v_ours record;
     v_saved record;
+    v_named boolean;
     v_table regclass;
 BEGIN
     IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
@@ -23,12 +24,12 @@ BEGIN
     IF pg_catalog.to_regnamespace('slony_nodelock') IS NULL THEN
         -- DROP SCHEMA slony_nodelock CASCADE leaves the patched functions (nothing ties them to
         -- it) and takes the saved copies of Slony's with it.
-        FOR v_ours IN SELECT p.pronamespace::pg_catalog.regnamespace::text AS cluster
+        FOR v_ours IN SELECT p.pronamespace::pg_catalog.regnamespace::text AS cluster, p.proname
                         FROM pg_catalog.pg_proc p
-                       WHERE p.proname = 'cleanupnodelock' AND p.pronargs = 0 AND p.prosrc LIKE '# slony-nodelock %'
-                       ORDER BY 1 LOOP
-            RAISE WARNING 'slony-nodelock: the schema slony_nodelock is gone from database %, but cluster % still runs its cleanupnodelock() and Slony''s saved copy went with the schema; run slonik "update functions" for this node to put Slony''s back',
-                pg_catalog.current_database(), v_ours.cluster;
+                       WHERE p.proname IN ('cleanupnodelock', 'terminatenodeconnections') AND p.prosrc LIKE '# slony-nodelock %'
+                       ORDER BY 1, 2 LOOP
+            RAISE WARNING 'slony-nodelock: the schema slony_nodelock is gone from database %, but cluster % still runs its %() and Slony''s saved copy went with the schema; run slonik "update functions" for this node to put Slony''s back',
+                pg_catalog.current_database(), v_ours.cluster, v_ours.proname;
         END LOOP;
         RAISE NOTICE 'slony-nodelock is not installed in database %; nothing to do', pg_catalog.current_database();
         RETURN;
@@ -36,21 +37,27 @@ BEGIN
     -- First, or putting Slony's function back would set off the re-patch trigger.
     DROP EVENT TRIGGER IF EXISTS slony_nodelock_repatch;
     DROP EVENT TRIGGER IF EXISTS slony_nodelock_forget;
-    -- Every cleanupnodelock() of ours goes, whether or not its cluster is still complete: left
-    -- behind, it would fail once our schema is gone, and slon with it.
-    FOR v_ours IN SELECT p.pronamespace::pg_catalog.regnamespace::text AS cluster, n.nspname
+    -- Every function of ours goes, whether or not its cluster is still complete: left behind, it
+    -- would fail once our schema is gone, and slon with it. Release 0.2.0 saved only
+    -- cleanupnodelock(), in a table without function_name.
+    v_named := EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                        WHERE a.attrelid = 'slony_nodelock.stock_function'::pg_catalog.regclass
+                          AND a.attname = 'function_name' AND NOT a.attisdropped);
+    FOR v_ours IN SELECT p.oid::pg_catalog.regprocedure AS fn, n.nspname, p.proname
                     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-                   WHERE p.proname = 'cleanupnodelock' AND p.pronargs = 0 AND p.prosrc LIKE '# slony-nodelock %'
-                   ORDER BY 1 LOOP
-        SELECT * INTO v_saved FROM slony_nodelock.stock_function s WHERE s.cluster_schema = v_ours.nspname;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'slony-nodelock: Slony''s own cleanupnodelock() of cluster % was never saved, so uninstall cannot put it back; nothing was changed. Run slonik "update functions" for this node first, then uninstall again',
-                v_ours.cluster;
+                   WHERE p.proname IN ('cleanupnodelock', 'terminatenodeconnections') AND p.prosrc LIKE '# slony-nodelock %'
+                   ORDER BY 2, 3 LOOP
+        EXECUTE 'SELECT s.definition, s.owner, s.comment FROM slony_nodelock.stock_function s WHERE s.cluster_schema = $1 AND '
+                || CASE WHEN v_named THEN 's.function_name = $2' ELSE '$2 = ''cleanupnodelock''' END
+           INTO v_saved USING v_ours.nspname, v_ours.proname;
+        IF v_saved.definition IS NULL THEN
+            RAISE EXCEPTION 'slony-nodelock: Slony''s own %() of cluster % was never saved, so uninstall cannot put it back; nothing was changed. Run slonik "update functions" for this node first, then uninstall again',
+                v_ours.proname, pg_catalog.quote_ident(v_ours.nspname);
         END IF;
         EXECUTE v_saved.definition;
-        EXECUTE pg_catalog.format('ALTER FUNCTION %I.cleanupnodelock() OWNER TO %I', v_saved.cluster_schema, v_saved.owner);
-        EXECUTE pg_catalog.format('COMMENT ON FUNCTION %I.cleanupnodelock() IS %L', v_saved.cluster_schema, v_saved.comment);
-        RAISE NOTICE 'slony-nodelock: restored Slony''s cleanupnodelock() in cluster %', v_ours.cluster;
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s OWNER TO %I', v_ours.fn, v_saved.owner);
+        EXECUTE pg_catalog.format('COMMENT ON FUNCTION %s IS %L', v_ours.fn, v_saved.comment);
+        RAISE NOTICE 'slony-nodelock: restored Slony''s %() in cluster %', v_ours.proname, pg_catalog.quote_ident(v_ours.nspname);
     END LOOP;
     FOR v_table IN SELECT DISTINCT t.tgrelid::pg_catalog.regclass FROM pg_catalog.pg_trigger t
                     WHERE t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate') LOOP

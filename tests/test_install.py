@@ -39,6 +39,11 @@ begin
 end
 $$;
 comment on function {schema}.cleanupnodelock() is 'Clean up stale entries when restarting slon';
+create function {schema}.terminatenodeconnections(p_failed_node int4) returns int4 language plpgsql as $$
+begin
+    return 0;  -- stands in for Slony's, which calls killBackend()
+end
+$$;
 """
 
 FUNCTION_STATE = """
@@ -172,7 +177,7 @@ def test_an_oddly_named_cluster_is_patched_cleaned_and_restored(server):
             caller.execute(sql.SQL("select {}.cleanupnodelock()").format(sql.Identifier(odd)))
         assert server.query(sql.SQL("select nl_nodeid, nl_conncnt from {} order by 1").format(table)) == [(2, 1)]
         assert notices == [f'slony-nodelock: removed stale lock of cluster "{odd}" node 1 conncnt 0 pid {dead}: '
-                           f"pid {dead} is not a backend of this database"]
+                           f"pid {dead} is not a backend of this database (no such process)"]
 
     result = server.psql_file(UNINSTALL_SQL)
     assert result.returncode == 0, result.stderr
@@ -301,7 +306,7 @@ def test_uninstall_refuses_rather_than_leave_an_unrestorable_function_behind(ser
 
     result = server.psql_file(UNINSTALL_SQL)
 
-    assert_refused(server, result, "cluster _c1 was never saved", "update functions")
+    assert_refused(server, result, "of cluster _c1 was never saved", "update functions")
     assert fingerprint(server) == before
 
 

@@ -87,7 +87,8 @@ def test_dropping_plpython_puts_slonys_function_back_and_the_checks_name_every_c
     bed, node = fixed_bed, fixed_bed.node(1)
     add_stock_like_cluster(node, "_second")
     bed.install_fix(1)
-    saved = dict(node.query("select cluster_schema, prosrc from slony_nodelock.stock_function"))
+    saved = dict(node.query("select cluster_schema, prosrc from slony_nodelock.stock_function"
+                            " where function_name = 'cleanupnodelock'"))
 
     seen = notices_of(node, "drop extension plpython3u cascade")
 

@@ -469,3 +469,37 @@ def test_only_a_record_the_trigger_made_and_whose_row_stands_proves_a_backend_to
     assert verdict == liveness.STALE and 'took the lock of cluster "_ca" node 7 conncnt 0' in reason
     [(_, verdict, _, _)] = liveness.judge([row], [dict(guessed, adopted=False), seen], [slon], 1, DATABASE, "_cb")
     assert verdict == liveness.LIVE
+
+
+STAT_OF_SVLOGD = ("2225 (svlogd) S 1 2225 2225 0 -1 4194560 120 0 0 0 0 0 0 0 20 0 1 0 "
+                  "4200 2211840 180 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0")
+
+
+def test_proc_entries_give_the_command_owner_and_start_time():
+    boot = (AT_09_52_59 - 42 * SECOND) // SECOND
+    started = liveness.process_start(STAT_OF_SVLOGD, boot, 100)  # field 22: 4200 ticks = 42 s
+
+    assert started == AT_09_52_59
+    assert liveness.boot_time("cpu  1 2 3\nbtime %d\nprocesses 9\n" % boot) == boot
+    assert liveness.real_uid("Name:\tsvlogd\nUid:\t104\t104\t104\t104\n") == 104
+    assert liveness.command_line(b"svlogd\0-tt\0./main\0", STAT_OF_SVLOGD) == "svlogd -tt ./main"
+    assert liveness.describe_process("svlogd -tt ./main", "postgres", started) == \
+        '"svlogd -tt ./main" (user postgres, started 09:52:59 UTC)'
+
+
+def test_a_command_name_with_spaces_and_parentheses_does_not_shift_the_fields():
+    stat = STAT_OF_SVLOGD.replace("(svlogd)", "(a) b (c)")
+
+    assert liveness.process_start(stat, 0, 100) == 42 * SECOND
+    assert liveness.command_line(b"", stat) == "[a) b (c]"
+
+
+def test_the_removal_reason_says_what_the_pid_is_now_or_that_there_is_none():
+    described = '"svlogd -tt ./main" (user postgres, started 09:52:59 UTC)'
+
+    assert verdict_of(lock_row(), None, None) == (
+        liveness.STALE, "pid 2225 is not a backend of this database")
+    assert liveness.judge_row(lock_row(), None, None, 1, DATABASE, os_process=described) == (
+        liveness.STALE, "pid 2225 is now %s, not a backend of this database" % described)
+    assert liveness.judge_row(lock_row(), None, None, 1, DATABASE, os_process=liveness.NO_SUCH_PROCESS) == (
+        liveness.STALE, "pid 2225 is not a backend of this database (no such process)")

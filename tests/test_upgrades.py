@@ -43,7 +43,7 @@ def test_update_functions_keeps_the_fix_and_slon_survives_pid_reuse(bed):
     bed.cluster.slonik(UPDATE_FUNCTIONS)
 
     all_ok(bed.node(1))
-    assert bed.node(1).query("select command_tag, succeeded from slony_nodelock.repatch_log") == [
+    assert bed.node(1).query("select distinct command_tag, succeeded from slony_nodelock.repatch_log") == [
         ("CREATE FUNCTION", True)]
     stale = bed.reboot_host_of(1, reuse_pid=bed.put_sleep_on)
     slon = bed.start_slon(1)
@@ -61,8 +61,10 @@ def test_clusters_created_after_install_are_patched_without_another_install(bed)
         all_ok(bed.node(n))
         state = bed.node(n).query(FUNCTION_STATE, ("_bed",))[0]
         assert state[1] == "plpython3u" and state[4].startswith("slony-nodelock:")
-        saved = bed.node(n).query("select language, comment from slony_nodelock.stock_function")
-        assert saved == [("plpgsql", SLONY_COMMENT)]
+        saved = bed.node(n).query("select function_name, language, comment from slony_nodelock.stock_function"
+                                  " order by 1")
+        assert saved == [("cleanupnodelock", "plpgsql", SLONY_COMMENT), ("terminatenodeconnections", "plpgsql",
+                         "terminates all backends that have registered to be from the given node")]
     bed.cluster.assert_replicates(1, 2)
     # Every lock taken since, by slon's own INSERT or a remote slon's registerNodeConnection(),
     # has its taker recorded.
@@ -77,9 +79,9 @@ def test_clusters_created_after_install_are_patched_without_another_install(bed)
 def test_a_failing_repatch_warns_but_never_fails_update_functions(one_node):
     server = one_node.node(1)
     one_node.install_fix(1)
-    saved_before = server.query("select saved_at from slony_nodelock.stock_function")
+    saved_before = server.query("select saved_at from slony_nodelock.stock_function where function_name = 'cleanupnodelock'")
     # A damaged install: the function that builds the patch is gone.
-    server.query("alter function slony_nodelock.cleanupnodelock_source(name) rename to damaged")
+    server.query("alter function slony_nodelock.patched_source(name, name) rename to damaged")
 
     output = one_node.cluster.slonik(UPDATE_FUNCTIONS)  # raises if slonik fails
 
@@ -89,13 +91,13 @@ def test_a_failing_repatch_warns_but_never_fails_update_functions(one_node):
     [(cluster, patched, _, _, _, problems)] = verify(server)
     assert (cluster, patched) == ("_bed", False)
     assert "is not ours" in problems and "sql/install.sql" in problems
-    assert server.query("select succeeded from slony_nodelock.repatch_log") == [(False,)]
+    assert server.query("select distinct succeeded from slony_nodelock.repatch_log") == [(False,)]
     # What Slony just loaded is still remembered for uninstall.
-    assert server.query("select saved_at from slony_nodelock.stock_function") > saved_before
+    assert server.query("select saved_at from slony_nodelock.stock_function where function_name = 'cleanupnodelock'") > saved_before
     with pytest.raises(Exception, match="cluster _bed: cleanupnodelock"):
         server.query("select slony_nodelock.assert_ok()")
 
-    server.query("alter function slony_nodelock.damaged(name) rename to cleanupnodelock_source")
+    server.query("alter function slony_nodelock.damaged(name, name) rename to patched_source")
     one_node.install_fix(1)
     all_ok(server)
 
@@ -126,7 +128,7 @@ def test_a_forged_guard_setting_cannot_switch_re_patching_off(one_node):
     one_node.cluster.slonik(UPDATE_FUNCTIONS, pgoptions="-c slony_nodelock.patching=on")
 
     all_ok(server)
-    assert server.query("select command_tag, succeeded from slony_nodelock.repatch_log") == [
+    assert server.query("select distinct command_tag, succeeded from slony_nodelock.repatch_log") == [
         ("CREATE FUNCTION", True)]
 
 
@@ -181,11 +183,11 @@ def test_uninstall_after_update_functions_restores_what_slony_loaded_last(one_no
     server.query(definition)
     server.query("comment on function \"_bed\".cleanupnodelock() is 'older comment'")
     one_node.install_fix(1)
-    assert server.query("select comment from slony_nodelock.stock_function") == [("older comment",)]
+    assert server.query("select comment from slony_nodelock.stock_function where function_name = 'cleanupnodelock'") == [("older comment",)]
 
     one_node.cluster.slonik(UPDATE_FUNCTIONS)
 
-    assert server.query("select comment from slony_nodelock.stock_function") == [(SLONY_COMMENT,)]
+    assert server.query("select comment from slony_nodelock.stock_function where function_name = 'cleanupnodelock'") == [(SLONY_COMMENT,)]
     all_ok(server)
     one_node.uninstall_fix(1)
     assert server.query(FUNCTION_STATE, ("_bed",)) == current

@@ -8,7 +8,7 @@
 # plpy is passed in rather than used as a global so that this file can also be imported with a
 # stand-in.
 from slony_nodelock.liveness import (  # embed: drop
-    NO_SUCH_PROCESS, STALE, UNSURE, boot_time, command_line, describe_process, judge,  # embed: drop
+    LIVE, NO_SUCH_PROCESS, STALE, UNSURE, boot_time, command_line, describe_process, judge,  # embed: drop
     process_start, real_uid, record_matches)  # embed: drop
 
 # backend_start as integer microseconds since the epoch, cheap for Python to compare. date_part()
@@ -275,3 +275,38 @@ def status(plpy, cache, cluster):
             "verdict": verdict, "reason": reason,
         })
     return out
+
+
+# The opt-out: ALTER DATABASE db SET slony_nodelock.failover_terminate = 'stock', read at each call.
+FAILOVER_SETTING = "slony_nodelock.failover_terminate"
+
+
+def terminate(plpy, cache, cluster, failed_node):
+    """What terminateNodeConnections(failed_node) does at failover: end the failed node's
+    connections and delete its lock rows. Slony's killBackend(pid, 'TERM') sends signal 0 (its
+    signal-name compare has length 0), so stock terminates nothing; had it worked, it would also
+    have signalled whatever process reused a stale row's PID. Here only a holder judged LIVE, the
+    very client backend that took the lock, is terminated, with pg_terminate_backend()."""
+    plans = _plans(plpy, cache, cluster)
+    table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
+    if "failed_locks" not in plans:
+        plans["failed_locks"] = plpy.prepare(
+            LOCKS % table + " where l.nl_nodeid = $1" + FOR_UPDATE, ["int4"])
+    locks = plpy.execute(plans["failed_locks"], [failed_node])
+    setting = plpy.execute("select pg_catalog.current_setting('%s', true) as v" % FAILOVER_SETTING)[0]["v"]
+    if setting == "stock":
+        kill = plpy.prepare("select %s.killBackend($1, 'TERM')" % plpy.quote_ident(cluster), ["int4"])
+        for row in locks:
+            plpy.execute(kill, [row["nl_backendpid"]])
+    elif len(locks) > 0:
+        for row, verdict, reason, _ in _judged(plpy, plans, cluster, locks)[0]:
+            if verdict == LIVE:
+                ended = plpy.execute("select pg_catalog.pg_terminate_backend(%d) as ended" % row["nl_backendpid"])
+                done = "terminated" if ended[0]["ended"] else "could not terminate"
+                plpy.notice("slony-nodelock: failover: %s pid %d of %s: %s" % (done, row["nl_backendpid"], _describe(cluster, row), reason))
+            else:
+                plpy.notice("slony-nodelock: failover: did not signal pid %d of %s: %s" % (
+                    row["nl_backendpid"], _describe(cluster, row), reason))
+    if len(locks) > 0:
+        plpy.execute(plans["delete"], [[r["nl_nodeid"] for r in locks], [r["nl_conncnt"] for r in locks]])
+    return 0

@@ -1,16 +1,16 @@
--- Puts our comment on a cluster's replacement cleanupnodelock(). Every comment of ours starts with
--- 'slony-nodelock:', which is how the rest of the kit tells it from Slony's.
-CREATE OR REPLACE FUNCTION slony_nodelock.comment_patched(p_cluster name)
+-- Puts our comment on a cluster's replacement function (see patched_functions()).
+DROP FUNCTION IF EXISTS slony_nodelock.comment_patched(name);  -- release 0.2.0's, for cleanupnodelock() only
+CREATE OR REPLACE FUNCTION slony_nodelock.comment_patched(p_cluster name, p_function name)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     -- A COMMENT sets off the re-patch event trigger too, which knows this one by its text.
-    EXECUTE pg_catalog.format('COMMENT ON FUNCTION %I.cleanupnodelock() IS %L', p_cluster,
-        'slony-nodelock: removes sl_nodelock rows whose holder is gone, judged by PID and backend start time');
+    EXECUTE pg_catalog.format('COMMENT ON FUNCTION %s IS %L', slony_nodelock.patched_function_oid(p_cluster, p_function),
+        (SELECT f.comment FROM slony_nodelock.patched_functions() f WHERE f.function_name = p_function));
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.comment_patched(name) IS 'slony-nodelock: comment a replacement cleanupnodelock() as ours';
+COMMENT ON FUNCTION slony_nodelock.comment_patched(name, name) IS 'slony-nodelock: comment a replacement function as ours';
 -- Changes the catalog; for the superuser who installs, not for every role.
-REVOKE EXECUTE ON FUNCTION slony_nodelock.comment_patched(name) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION slony_nodelock.comment_patched(name, name) FROM PUBLIC;

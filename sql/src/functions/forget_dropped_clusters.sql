@@ -17,11 +17,15 @@ DECLARE
     v_fn_now text;
 BEGIN
     FOR v_dropped IN
-        SELECT d.object_type, d.object_name, d.schema_name, d.original
+        SELECT d.object_type, d.object_name, d.schema_name, d.original, d.address_names[2] AS function_name
           FROM pg_catalog.pg_event_trigger_dropped_objects() d
          WHERE d.object_type = 'schema' OR (d.object_type = 'table' AND d.object_name = 'sl_nodelock')
-            OR (d.object_type = 'function' AND d.address_names[2] = 'cleanupnodelock'
-                AND pg_catalog.cardinality(d.address_args) = 0)
+            OR (d.object_type = 'function' AND (d.address_names[2], pg_catalog.array_to_string(d.address_args, ','))
+                -- address_args spells types as format_type() does: integer, not int4
+                IN (SELECT f.function_name::text,
+                           COALESCE((SELECT pg_catalog.string_agg(t::pg_catalog.regtype::text, ',')
+                                       FROM pg_catalog.unnest(pg_catalog.string_to_array(NULLIF(f.argument_types, ''), ',')) t), '')
+                      FROM slony_nodelock.patched_functions() f))
     LOOP
         IF v_dropped.object_type = 'schema' THEN
             DELETE FROM slony_nodelock.stock_function WHERE cluster_schema = v_dropped.object_name;
@@ -31,23 +35,22 @@ BEGIN
             DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.schema_name;
         ELSIF v_dropped.schema_name IN (SELECT c FROM slony_nodelock.clusters() c) THEN
             IF v_dropped.original THEN
-                RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped; slon cannot start on this node until it is back: run psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
-                    pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
-            ELSIF slony_nodelock.restore_stock_function(v_dropped.schema_name) THEN
+                RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped; slon cannot start on this node until it is back: run psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
+                    v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
+            ELSIF slony_nodelock.restore_stock_function(v_dropped.schema_name, v_dropped.function_name) THEN
                 -- Putting it back sets off the re-patch trigger, which patches it if it can.
                 SELECT p.prosrc INTO v_fn_now FROM pg_catalog.pg_proc p
-                 WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(v_dropped.schema_name))
-                   AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
+                 WHERE p.oid = slony_nodelock.patched_function_oid(v_dropped.schema_name, v_dropped.function_name);
                 IF v_fn_now LIKE '# slony-nodelock %' THEN
-                    RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped by a CASCADE; it is back, patched again',
-                        pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
+                    RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped by a CASCADE; it is back, patched again',
+                        v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
                 ELSE
-                    RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped by a CASCADE; Slony''s own version is back so that slon keeps working, but the cluster is NOT patched until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
-                        pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
+                    RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped by a CASCADE; Slony''s own version is back so that slon keeps working, but the cluster is NOT patched until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
+                        v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
                 END IF;
             ELSE
-                RAISE WARNING 'slony-nodelock: cleanupnodelock() of cluster % in database % was dropped by a CASCADE and no copy of Slony''s was saved; slon cannot start on this node until you run slonik "update functions" for it',
-                    pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
+                RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped by a CASCADE and no copy of Slony''s was saved; slon cannot start on this node until you run slonik "update functions" for it',
+                    v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
             END IF;
         END IF;
     END LOOP;

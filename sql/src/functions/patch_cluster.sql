@@ -1,5 +1,6 @@
--- Replaces one cluster's cleanupnodelock() with ours (saving Slony's first), and puts the identity
--- triggers on its sl_nodelock. Returns whether anything changed.
+-- Replaces one cluster's cleanupnodelock() and terminatenodeconnections() with ours (saving
+-- Slony's first), and puts the identity triggers on its sl_nodelock. Returns whether anything
+-- changed.
 CREATE OR REPLACE FUNCTION slony_nodelock.patch_cluster(p_cluster name)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -7,7 +8,9 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     v_table regclass := pg_catalog.to_regclass(pg_catalog.format('%I.sl_nodelock', p_cluster));
-    v_source text := slony_nodelock.cleanupnodelock_source(p_cluster);
+    v_patch record;
+    v_source text;
+    v_replaced text[] := '{}';
     v_fn pg_catalog.pg_proc;
     v_lang name;
     v_candidate record;
@@ -29,27 +32,31 @@ BEGIN
             pg_catalog.quote_ident(p_cluster);
     END IF;
 
-    SELECT p.* INTO v_fn FROM pg_catalog.pg_proc p
-     WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(p_cluster))
-       AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
-    -- Gone (dropped by hand or by a CASCADE) but saved: ours is created from scratch below.
-    IF NOT FOUND AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s WHERE s.cluster_schema = p_cluster) THEN
-        RAISE EXCEPTION 'slony-nodelock: cluster % has no cleanupnodelock() and no saved copy of Slony''s; nothing was changed. Run slonik "update functions" for this node, then install again',
-            pg_catalog.quote_ident(p_cluster);
-    END IF;
-    SELECT l.lanname INTO v_lang FROM pg_catalog.pg_language l WHERE l.oid = v_fn.prolang;
+    FOR v_patch IN SELECT f.function_name, f.arguments FROM slony_nodelock.patched_functions() f LOOP
+        v_source := slony_nodelock.patched_source(p_cluster, v_patch.function_name);
+        SELECT p.* INTO v_fn FROM pg_catalog.pg_proc p
+         WHERE p.oid = slony_nodelock.patched_function_oid(p_cluster, v_patch.function_name);
+        -- Gone (dropped by hand or by a CASCADE) but saved: ours is created from scratch below.
+        IF NOT FOUND AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
+                                      WHERE s.cluster_schema = p_cluster AND s.function_name = v_patch.function_name) THEN
+            RAISE EXCEPTION 'slony-nodelock: cluster % has no %() and no saved copy of Slony''s; nothing was changed. Run slonik "update functions" for this node, then install again',
+                pg_catalog.quote_ident(p_cluster), v_patch.function_name;
+        END IF;
+        SELECT l.lanname INTO v_lang FROM pg_catalog.pg_language l WHERE l.oid = v_fn.prolang;
 
-    -- The re-patch event trigger sees our CREATE and COMMENT too, and knows them by their result:
-    -- a function, or a comment, that is already ours.
-    IF v_fn.prosrc IS DISTINCT FROM v_source OR v_lang <> 'plpython3u' THEN
-        -- Whatever is there now, unless ours, is what Slony installed last.
-        PERFORM slony_nodelock.save_stock_function(p_cluster);
-        EXECUTE pg_catalog.format(
-            'CREATE OR REPLACE FUNCTION %I.cleanupnodelock() RETURNS int4 LANGUAGE plpython3u '
-            'SET search_path = pg_catalog, pg_temp AS %L', p_cluster, v_source);
-        PERFORM slony_nodelock.comment_patched(p_cluster);
-        v_changed := true;
-    END IF;
+        -- The re-patch event trigger sees our CREATE and COMMENT too, and knows them by their
+        -- result: a function, or a comment, that is already ours.
+        IF v_fn.prosrc IS DISTINCT FROM v_source OR v_lang IS DISTINCT FROM 'plpython3u' THEN
+            -- Whatever is there now, unless ours, is what Slony installed last.
+            PERFORM slony_nodelock.save_stock_function(p_cluster, v_patch.function_name);
+            EXECUTE pg_catalog.format(
+                'CREATE OR REPLACE FUNCTION %I.%I(%s) RETURNS int4 LANGUAGE plpython3u '
+                'SET search_path = pg_catalog, pg_temp AS %L', p_cluster, v_patch.function_name, v_patch.arguments, v_source);
+            PERFORM slony_nodelock.comment_patched(p_cluster, v_patch.function_name);
+            v_replaced := v_replaced || v_patch.function_name::text;
+        END IF;
+    END LOOP;
+    v_changed := pg_catalog.cardinality(v_replaced) > 0;
 
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = v_table AND t.tgname = 'slony_nodelock_identity') THEN
         EXECUTE pg_catalog.format('CREATE TRIGGER slony_nodelock_identity AFTER INSERT OR UPDATE OR DELETE ON %s '
@@ -79,14 +86,15 @@ BEGIN
 
     v_adopted := slony_nodelock.adopt_live_locks(p_cluster);
     IF v_changed OR v_adopted > 0 THEN
-        RAISE NOTICE 'slony-nodelock: patched cluster % (cleanupnodelock replaced, identity recording on, % live lock(s) adopted)',
-            pg_catalog.quote_ident(p_cluster), v_adopted;
+        RAISE NOTICE 'slony-nodelock: patched cluster % (% replaced, identity recording on, % live lock(s) adopted)',
+            pg_catalog.quote_ident(p_cluster),
+            COALESCE(NULLIF(pg_catalog.array_to_string(v_replaced, ' and '), ''), 'no function'), v_adopted;
     ELSE
         RAISE NOTICE 'slony-nodelock: cluster % is already patched; nothing changed', pg_catalog.quote_ident(p_cluster);
     END IF;
     RETURN v_changed OR v_adopted > 0;
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.patch_cluster(name) IS 'slony-nodelock: replace one cluster''s cleanupnodelock() and record lock identities';
+COMMENT ON FUNCTION slony_nodelock.patch_cluster(name) IS 'slony-nodelock: replace one cluster''s cleanupnodelock() and terminatenodeconnections(), and record lock identities';
 -- Changes the catalog; for the superuser who installs, not for every role.
 REVOKE EXECUTE ON FUNCTION slony_nodelock.patch_cluster(name) FROM PUBLIC;

@@ -1,5 +1,6 @@
--- Event trigger (ddl_command_end): when Slony creates or replaces a cluster's cleanupnodelock()
--- (UPDATE FUNCTIONS, init cluster, store node), patch that cluster again in the same transaction;
+-- Event trigger (ddl_command_end): when Slony creates or replaces a cluster's cleanupnodelock() or
+-- terminatenodeconnections() (UPDATE FUNCTIONS, init cluster, store node), patch that cluster
+-- again in the same transaction;
 -- when Slony re-comments the function, keep that comment as the one uninstall puts back. A failure here must never fail Slony's command: it becomes a WARNING
 -- that says what to run, and a row in repatch_log. Our own DDL is known by its result (a function
 -- or a comment that is already ours), not by a setting that any session could forge.
@@ -16,11 +17,11 @@ DECLARE
     v_comment text;
 BEGIN
     FOR v_cmd IN
-        SELECT DISTINCT c.schema_name, c.command_tag, c.object_type, c.objid
+        SELECT DISTINCT c.schema_name, c.command_tag, c.object_type, c.objid, p.proname AS function_name
           FROM pg_catalog.pg_event_trigger_ddl_commands() c
-         WHERE c.object_type = 'function' AND EXISTS (
-                   SELECT FROM pg_catalog.pg_proc p
-                    WHERE p.oid = c.objid AND p.proname = 'cleanupnodelock' AND p.pronargs = 0)
+          JOIN pg_catalog.pg_proc p ON p.oid = c.objid
+         WHERE c.object_type = 'function'
+           AND c.objid = slony_nodelock.patched_function_oid(c.schema_name, p.proname)
     LOOP
         CONTINUE WHEN v_cmd.schema_name NOT IN (SELECT s FROM slony_nodelock.clusters() s);
         -- patch_cluster's own CREATE (or a restored dump's copy of ours): the function is ours.
@@ -34,8 +35,9 @@ BEGIN
                     SELECT FROM pg_catalog.pg_proc p WHERE p.oid = v_cmd.objid AND p.prosrc LIKE '# slony-nodelock %');
                 v_comment := pg_catalog.obj_description(v_cmd.objid, 'pg_proc');
                 CONTINUE WHEN COALESCE(v_comment LIKE 'slony-nodelock:%', false);
-                UPDATE slony_nodelock.stock_function SET comment = v_comment WHERE cluster_schema = v_cmd.schema_name;
-                PERFORM slony_nodelock.comment_patched(v_cmd.schema_name);
+                UPDATE slony_nodelock.stock_function SET comment = v_comment
+                 WHERE cluster_schema = v_cmd.schema_name AND function_name = v_cmd.function_name;
+                PERFORM slony_nodelock.comment_patched(v_cmd.schema_name, v_cmd.function_name);
                 CONTINUE;
             END IF;
             PERFORM slony_nodelock.patch_cluster(v_cmd.schema_name);
@@ -48,7 +50,7 @@ BEGIN
                 pg_catalog.quote_ident(v_cmd.schema_name), v_cmd.command_tag, SQLERRM, pg_catalog.current_database();
             BEGIN
                 -- Still remember what Slony just loaded, so that uninstall puts back this version.
-                PERFORM slony_nodelock.save_stock_function(v_cmd.schema_name);
+                PERFORM slony_nodelock.save_stock_function(v_cmd.schema_name, v_cmd.function_name);
                 INSERT INTO slony_nodelock.repatch_log (cluster_schema, command_tag, succeeded, detail)
                 VALUES (v_cmd.schema_name, v_cmd.command_tag, false, SQLERRM);
             EXCEPTION WHEN OTHERS OR query_canceled THEN
@@ -60,4 +62,4 @@ EXCEPTION WHEN OTHERS OR query_canceled THEN
     RAISE WARNING 'slony-nodelock: the re-patch trigger failed (%); check this node with: select * from slony_nodelock.verify()', SQLERRM;
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.repatch_on_ddl() IS 'slony-nodelock: event trigger re-patching clusters whose cleanupnodelock() Slony recreated';
+COMMENT ON FUNCTION slony_nodelock.repatch_on_ddl() IS 'slony-nodelock: event trigger re-patching clusters whose cleanupnodelock() or terminatenodeconnections() Slony recreated';

@@ -1,17 +1,28 @@
 -- One row per Slony cluster schema, found from Slony's own tables (so a cluster whose
 -- cleanupnodelock() is gone is still listed), and per schema with sl_node that is skipped because
--- no superuser owns it: is it running our cleanupnodelock(), and is everything around it in
--- place? problems is NULL when all is well, else says what is wrong and what to run.
+-- no superuser owns it: is it running our cleanupnodelock() (patched) and
+-- terminatenodeconnections() (failover_patched), and is everything around it in place? problems is NULL when all is well, else says what is wrong and what to run.
 -- SECURITY DEFINER so that a monitoring role can call it: it only reads, and returns only this.
+-- Release 0.2.0's verify() had no failover_patched column, and a result type cannot be replaced.
+DO $drop_old$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.oid = pg_catalog.to_regprocedure('slony_nodelock.verify()')
+                  AND NOT 'failover_patched' = ANY (p.proargnames)) THEN
+        DROP FUNCTION slony_nodelock.verify();
+    END IF;
+END
+$drop_old$;
 CREATE OR REPLACE FUNCTION slony_nodelock.verify()
-RETURNS TABLE (cluster name, patched boolean, logic_version text, identity_recording boolean,
-               stock_saved boolean, problems text)
+RETURNS TABLE (cluster name, patched boolean, failover_patched boolean, logic_version text,
+               identity_recording boolean, stock_saved boolean, problems text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     v_candidate record;
     v_fn record;
+    v_patch record;
+    v_ours boolean;
     v_found text[];
     v_kit_problems text[] := '{}';
     v_trigger_owner record;
@@ -36,26 +47,41 @@ BEGIN
     FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c WHERE c.has_sl_node LOOP
         cluster := v_candidate.schema_name;
         IF NOT v_candidate.is_cluster THEN
-            patched := false; logic_version := NULL; identity_recording := false; stock_saved := false;
+            patched := false; failover_patched := false; logic_version := NULL; identity_recording := false; stock_saved := false;
             problems := pg_catalog.format('not patched: it has Slony''s tables, but %s; if Slony made it, ALTER SCHEMA %I OWNER TO a superuser, then %s',
                                           v_candidate.why_not, cluster, v_fix);
             RETURN NEXT;
             CONTINUE;
         END IF;
         v_found := v_kit_problems;
-        SELECT p.prosrc, l.lanname INTO v_fn
-          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
-         WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(cluster))
-           AND p.proname = 'cleanupnodelock' AND p.pronargs = 0;
-        patched := COALESCE(v_fn.lanname = 'plpython3u' AND v_fn.prosrc LIKE '# slony-nodelock %', false);
-        logic_version := pg_catalog.substring(v_fn.prosrc, 'LOGIC_VERSION = "([^"]*)"');
-        IF v_fn IS NULL THEN
-            v_found := v_found || 'cleanupnodelock() is missing, so slon cannot start on this node'::text;
-        ELSIF NOT patched THEN
-            v_found := v_found || 'cleanupnodelock() is not ours: slon judges its lock by kill(pid, 0) alone'::text;
-        ELSIF v_fn.prosrc <> slony_nodelock.cleanupnodelock_source(cluster) THEN
-            v_found := v_found || 'cleanupnodelock() comes from another slony-nodelock release'::text;
-        END IF;
+        logic_version := NULL;
+        FOR v_patch IN SELECT f.function_name FROM slony_nodelock.patched_functions() f LOOP
+            SELECT p.prosrc, l.lanname INTO v_fn
+              FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+             WHERE p.oid = slony_nodelock.patched_function_oid(cluster, v_patch.function_name);
+            v_ours := COALESCE(v_fn.lanname = 'plpython3u' AND v_fn.prosrc LIKE '# slony-nodelock %', false);
+            IF v_patch.function_name = 'cleanupnodelock' THEN
+                patched := v_ours;
+                logic_version := pg_catalog.substring(v_fn.prosrc, 'LOGIC_VERSION = "([^"]*)"');
+            ELSE
+                failover_patched := v_ours;
+            END IF;
+            IF v_fn IS NULL THEN
+                v_found := v_found || CASE v_patch.function_name
+                    WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is missing, so slon cannot start on this node'
+                    ELSE 'terminatenodeconnections() is missing, so a failover cannot run on this node' END;
+            ELSIF NOT v_ours THEN
+                v_found := v_found || CASE v_patch.function_name
+                    WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is not ours: slon judges its lock by kill(pid, 0) alone'
+                    ELSE 'terminatenodeconnections() is not ours: failover signals whatever holds a lock row''s PID' END;
+            ELSIF v_fn.prosrc <> slony_nodelock.patched_source(cluster, v_patch.function_name) THEN
+                v_found := v_found || pg_catalog.format('%s() comes from another slony-nodelock release', v_patch.function_name);
+            END IF;
+            IF NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
+                            WHERE s.cluster_schema = cluster AND s.function_name = v_patch.function_name) THEN
+                v_found := v_found || pg_catalog.format('Slony''s own %s() is not saved, so uninstall cannot put it back', v_patch.function_name);
+            END IF;
+        END LOOP;
         -- Through the catalogs, not to_regclass(): a monitoring role need not have USAGE on the schema.
         identity_recording := (SELECT pg_catalog.count(*) = 2
                                  FROM pg_catalog.pg_trigger t
@@ -67,10 +93,8 @@ BEGIN
         IF NOT identity_recording THEN
             v_found := v_found || 'the identity triggers on sl_nodelock are missing or not enabled ALWAYS'::text;
         END IF;
-        stock_saved := EXISTS (SELECT FROM slony_nodelock.stock_function s WHERE s.cluster_schema = cluster);
-        IF NOT stock_saved THEN
-            v_found := v_found || 'Slony''s own cleanupnodelock() is not saved, so uninstall cannot put it back'::text;
-        END IF;
+        stock_saved := (SELECT pg_catalog.count(*) FROM slony_nodelock.stock_function s WHERE s.cluster_schema = cluster)
+                       = (SELECT pg_catalog.count(*) FROM slony_nodelock.patched_functions());
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
                         WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled = 'A') THEN
             v_found := v_found || 'the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE FUNCTIONS would undo the patch'::text;
