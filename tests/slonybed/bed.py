@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .pidreuse import BackendHolder, SleepHolder, start_slon_on_pid
 from .postgres import TEMPLATE_DIR, PostgresServer, make_template
-from .processes import ProcessLedger, server_account
+from .processes import ProcessLedger, SessionProcess, server_account
 from .slony import Slon, SlonyCluster
 
 TEMP_PREFIX = "slony-nodelock-bed-"
@@ -98,12 +98,13 @@ class SlonyBed:
         assert self.cluster is not None
         return self.cluster.node(node_id)
 
-    def build_replicating(self) -> dict[int, Slon]:
-        """Build the cluster, start one slon per node, subscribe, and prove a row replicates."""
+    def build_replicating(self, forward: bool = False) -> dict[int, Slon]:
+        """Build the cluster, start one slon per node, subscribe (forwarding, if asked), and prove
+        a row replicates."""
         assert self.cluster is not None
         self.cluster.build()
         self.slons = {n: self.cluster.start_slon(n) for n in self.cluster.nodes}
-        self.cluster.subscribe()
+        self.cluster.subscribe(forward=forward)
         for n in self.cluster.nodes:
             if n != 1:
                 self.cluster.assert_replicates(1, n)
@@ -147,6 +148,13 @@ class SlonyBed:
         return self.slons[node_id]
 
     # -- PID reuse -------------------------------------------------------------------------------
+
+    def start_sleep(self) -> SleepHolder:
+        """A postgres-owned process that is no PostgreSQL process, on whatever PID it gets."""
+        assert self.root is not None
+        holder = SleepHolder(SessionProcess.start(["sleep", "infinity"], cwd=self.root))
+        self.holders.append(holder)
+        return holder
 
     def put_sleep_on(self, pid: int) -> SleepHolder:
         assert self.root is not None

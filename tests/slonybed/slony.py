@@ -104,11 +104,12 @@ class SlonyCluster:
         ]
         self.slonik("\n".join(lines))
 
-    def subscribe(self, origin: int = 1, timeout: int = 120) -> None:
+    def subscribe(self, origin: int = 1, timeout: int = 120, forward: bool = False) -> None:
         """Subscribe every other node to the set; needs the slons running. Returns once slonik's
-        wait for event has seen every node confirm."""
+        wait for event has seen every node confirm. forward: the subscribers keep the log a
+        failover to one of them needs."""
         lines = [
-            f"subscribe set (id = 1, provider = {origin}, receiver = {n}, forward = no);"
+            f"subscribe set (id = 1, provider = {origin}, receiver = {n}, forward = {'yes' if forward else 'no'});"
             for n in self.nodes if n != origin
         ]
         lines += [
