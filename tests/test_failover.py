@@ -98,9 +98,9 @@ def test_terminate_says_per_row_what_it_did_and_why():
                 slonik.execute("select _c1.terminatenodeconnections(7)")
 
             assert notices == [
-                f'slony-nodelock: failover: terminated pid {backend} of cluster "_c1" node 7 conncnt 1 pid {backend}: '
-                f"pid {backend} is the client backend that took the lock",
-                f'slony-nodelock: failover: did not signal pid {sleep.pid} of cluster "_c1" node 7 conncnt 2 '
+                f'slony-nodelock: failover: terminated the holder of the lock of cluster "_c1" node 7 conncnt 1 '
+                f"pid {backend}: pid {backend} is the client backend that took the lock",
+                f'slony-nodelock: failover: did not signal the holder of the lock of cluster "_c1" node 7 conncnt 2 '
                 f'pid {sleep.pid}: pid {sleep.pid} is now "sleep infinity" (user postgres, started '
                 + notices[1].split("(user postgres, started ")[1]]
             assert not still_connected(server, backend)
@@ -124,3 +124,44 @@ def test_the_opt_out_behaves_as_stock_and_uninstall_restores_both_functions(thre
     three_nodes.uninstall_fix(2)
     for fn, state in stock.items():
         assert node2.query(STATE_OF, ("_bed", fn)) == state
+
+
+def test_failover_never_terminates_its_own_session_nor_a_holder_only_adopted():
+    with SlonyBed(nodes=1) as bed:
+        server = bed.node(1)
+        add_stock_like_cluster(server, "_c1")
+        with server.connect(application_name="slon.node_1_listen") as adopted_holder:
+            adopted = adopted_holder.execute("select pg_catalog.pg_backend_pid()").fetchone()[0]
+            server.query("insert into _c1.sl_nodelock values (7, 1, %s)", (adopted,))
+            bed.install_fix(1)  # adopts it: the holder carries a name slon gives
+            assert server.query("select adopted from slony_nodelock.lock_identity") == [(True,)]
+            with server.connect(application_name="slon.node_1_listen") as caller:
+                caller.execute("insert into _c1.sl_nodelock values (7, 2, pg_catalog.pg_backend_pid())")
+                notices: list[str] = []
+                caller.add_notice_handler(lambda d: notices.append(d.message_primary))
+                caller.execute("select _c1.terminatenodeconnections(7)")
+                assert caller.execute("select 1").fetchone() == (1,)  # the caller's session lives on
+            assert still_connected(server, adopted)
+        assert [n.split(": ", 3)[-1] for n in notices] == [
+            f"pid {adopted} is the client backend that took the lock, but only by install's adoption, which is no proof",
+            "it is the backend running this failover"]
+        assert all("did not signal" in n for n in notices)
+
+
+def test_an_opt_out_setting_is_read_forgivingly_and_a_meaningless_one_is_named():
+    with SlonyBed(nodes=1) as bed:
+        server = bed.node(1)
+        add_stock_like_cluster(server, "_c1")
+        bed.install_fix(1)
+        for value, warned in ((" Stock ", False), ("off", True)):
+            with server.connect(application_name="slon.node_1_listen") as registered:
+                backend = registered.execute("select pg_catalog.pg_backend_pid()").fetchone()[0]
+                registered.execute("insert into _c1.sl_nodelock values (7, 1, pg_catalog.pg_backend_pid())")
+                seen: list[str] = []
+                with server.connect() as slonik:
+                    slonik.add_notice_handler(lambda d: seen.append(f"{d.severity}: {d.message_primary}"))
+                    slonik.execute("select pg_catalog.set_config('slony_nodelock.failover_terminate', %s, false)", (value,))
+                    slonik.execute("select _c1.terminatenodeconnections(7)")
+                assert still_connected(server, backend) is not warned, value
+                assert any(s.startswith("WARNING: slony-nodelock: slony_nodelock.failover_terminate is 'off'")
+                           for s in seen) is warned, seen

@@ -39,6 +39,8 @@ begin
 end
 $$;
 comment on function {schema}.cleanupnodelock() is 'Clean up stale entries when restarting slon';
+-- Slony's killBackend(pid, 'TERM') sends signal 0 (its signal-name compare has length 0).
+create function {schema}.killbackend(p_pid int4, p_signame text) returns int4 language sql as 'select 0';
 create function {schema}.terminatenodeconnections(p_failed_node int4) returns int4 language plpgsql as $$
 begin
     return 0;  -- stands in for Slony's, which calls killBackend()

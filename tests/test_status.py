@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import pytest
 
-from conftest import requires_pid_control
-from slonybed.bed import INSTALL_SQL
-from test_install import add_stock_like_cluster, server  # noqa: F401  (fixture)
+from conftest import requires_pid_control, requires_root
+from slonybed.bed import INSTALL_SQL, REPO
+from psycopg import sql
+
+from slonybed import SlonyBed
+from slonybed.pidreuse import SleepHolder
+from slonybed.processes import SessionProcess
+from test_install import STOCK_LIKE, add_stock_like_cluster, server  # noqa: F401  (fixture)
 
 STATUS = ("select cluster, node, conncnt, pid, recorded_backend_start, holder_backend_type, holder_datname,"
           " holder_application_name, holder_backend_start, os_process, verdict, reason"
@@ -86,3 +95,50 @@ def test_a_role_that_may_not_clean_up_gets_one_line_saying_so(server):  # noqa: 
     assert raised.value.diag.message_primary == (
         'slony-nodelock: role alice may not clean up the locks of cluster "_c1"; '
         "run cleanupNodelock() as a superuser, as slon does")
+
+
+@requires_root
+def test_without_a_readable_proc_the_description_is_unknown_with_a_reason_not_an_error():
+    # A private mount namespace whose /proc is an empty tmpfs: what another OS, or a container
+    # without procfs, looks like to the server. The glue's own code runs there, unmocked.
+    probe = ("import json, sys; sys.path.insert(0, 'plpython');"
+             "from slony_nodelock.plpy_glue import os_processes;"
+             "print(json.dumps(os_processes([1, 2225])))")
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+         'mount -t tmpfs none /proc && exec "$0" -c "$1"', sys.executable, probe],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+    if result.returncode != 0 and "unshare" in result.stderr:
+        pytest.skip(f"unshare refused: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+
+    found, unknown = json.loads(result.stdout)
+
+    assert found == {}
+    assert set(unknown) == {"1", "2225"}
+    assert all(reason.startswith("/proc cannot be read here") for reason in unknown.values())
+
+
+def test_a_hostile_command_line_is_escaped_cut_and_never_fails_a_latin1_database():
+    # Any OS user picks a command line: bytes no encoding has, a forged log line, great length.
+    weird = os.fsdecode(b"x\xff\xfe\xe2\x82\xac\nNOTICE:  slony-nodelock: forged " + b"y" * 3000)
+    with SlonyBed(nodes=1) as bed:
+        server = bed.node(1)
+        server.query("create database latin1 encoding 'LATIN1' lc_collate 'C' lc_ctype 'C' template template0")
+        assert server.psql_file_in(INSTALL_SQL, "latin1").returncode == 0
+        with server.connect(dbname="latin1") as db:
+            db.execute(sql.SQL(STOCK_LIKE).format(schema=sql.Identifier("_c1")))
+        assert server.psql_file_in(INSTALL_SQL, "latin1").returncode == 0
+        holder = SessionProcess.start(["bash", "-c", 'exec -a "$0" sleep infinity', weird], cwd=bed.root)
+        bed.holders.append(SleepHolder(holder))
+        with server.connect(dbname="latin1") as db:
+            db.execute("insert into _c1.sl_nodelock values (1, 0, %s), (2, 0, %s)", (holder.pid, holder.pid))
+            [(os_process,), _] = db.execute("select os_process from slony_nodelock.status('_c1')").fetchall()
+            notices: list[str] = []
+            db.add_notice_handler(lambda d: notices.append(d.message_primary))
+            db.execute("select _c1.terminatenodeconnections(2)")
+            db.execute("select _c1.cleanupnodelock()")
+
+    assert os_process.startswith('"x\\xff\\xfe\\u20ac\\nNOTICE:  slony-nodelock: forged yyy')
+    assert os_process.isascii() and "\n" not in os_process and len(os_process) < 300
+    assert len(notices) == 2 and all(os_process in n and "\n" not in n for n in notices), notices

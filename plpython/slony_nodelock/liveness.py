@@ -61,17 +61,32 @@ def real_uid(status_text):
     raise ValueError("no Uid line in /proc/<pid>/status")
 
 
+MAX_COMMAND = 200
+
+
+def printable(text):
+    """text as plain ASCII, control characters and every other byte escaped (\\n, \\xff,
+    \\u20ac): any OS user can choose a command line, and it must neither forge a log line nor
+    fail to convert into the database's encoding."""
+    return "".join(ch if " " <= ch <= "~" else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def command_line(cmdline_bytes, stat_text):
-    """What ps shows: the arguments joined by spaces, or [name] for a process without any."""
+    """What ps shows, made printable and cut at MAX_COMMAND characters: the arguments joined by
+    spaces, or [name] for a process without any."""
     arguments = [a for a in cmdline_bytes.split(b"\0") if a]
     if arguments:
-        return b" ".join(arguments).decode("utf-8", "replace")
-    return "[%s]" % stat_text[stat_text.index("(") + 1:stat_text.rindex(")")]
+        command = printable(b" ".join(arguments).decode("utf-8", "backslashreplace"))
+    else:
+        command = "[%s]" % printable(stat_text[stat_text.index("(") + 1:stat_text.rindex(")")])
+    if len(command) > MAX_COMMAND:
+        command = command[:MAX_COMMAND - 3] + "..."
+    return command
 
 
 def describe_process(command, user, started):
     """'"svlogd -tt ./main" (user postgres, started 09:52:59 UTC)', for messages."""
-    return '"%s" (user %s, started %s)' % (command, user, clock(started))
+    return '"%s" (user %s, started %s)' % (command, printable(user), clock(started))
 
 
 NO_SUCH_PROCESS = "no such process"

@@ -9,6 +9,7 @@
 # stand-in.
 from slony_nodelock.liveness import (  # embed: drop
     LIVE, NO_SUCH_PROCESS, STALE, UNSURE, boot_time, command_line, describe_process, judge,  # embed: drop
+    printable,  # embed: drop
     process_start, real_uid, record_matches)  # embed: drop
 
 # backend_start as integer microseconds since the epoch, cheap for Python to compare. date_part()
@@ -128,10 +129,11 @@ def os_processes(pids):
             pass
         base = "/proc/%d/" % pid
         try:
-            with open(base + "stat") as f:
-                stat = f.read()
-            with open(base + "status") as f:
-                status = f.read()
+            # As bytes: the command name in them is whatever bytes the process chose.
+            with open(base + "stat", "rb") as f:
+                stat = f.read().decode("utf-8", "backslashreplace")
+            with open(base + "status", "rb") as f:
+                status = f.read().decode("utf-8", "backslashreplace")
             with open(base + "cmdline", "rb") as f:
                 cmdline = f.read()
             uid = real_uid(status)
@@ -140,6 +142,8 @@ def os_processes(pids):
             except KeyError:
                 user = str(uid)
             found[pid] = describe_process(command_line(cmdline, stat), user, process_start(stat, boot, ticks))
+        except FileNotFoundError:
+            found[pid] = NO_SUCH_PROCESS  # it exited since kill(pid, 0)
         except (OSError, ValueError, IndexError) as e:
             unknown[pid] = "%s cannot be read (%s)" % (base, e)
     return found, unknown
@@ -292,21 +296,45 @@ def terminate(plpy, cache, cluster, failed_node):
     if "failed_locks" not in plans:
         plans["failed_locks"] = plpy.prepare(
             LOCKS % table + " where l.nl_nodeid = $1" + FOR_UPDATE, ["int4"])
-    locks = plpy.execute(plans["failed_locks"], [failed_node])
-    setting = plpy.execute("select pg_catalog.current_setting('%s', true) as v" % FAILOVER_SETTING)[0]["v"]
+    try:
+        locks = plpy.execute(plans["failed_locks"], [failed_node])
+    except plpy.spiexceptions.InsufficientPrivilege:
+        user = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
+        fail(plpy, 'role %s may not end the connections of a failed node of cluster "%s"; '
+             "fail over as a superuser, as slonik does" % (user, cluster), "42501")
+    setting = (plpy.execute("select pg_catalog.current_setting('%s', true) as v" % FAILOVER_SETTING)[0]["v"]
+               or "").strip().lower()
+    if setting not in ("", "stock"):
+        plpy.warning("slony-nodelock: %s is '%s', which means nothing; only 'stock' changes what a failover "
+                     "does, so the kit's own termination runs" % (FAILOVER_SETTING, printable(setting)))
     if setting == "stock":
         kill = plpy.prepare("select %s.killBackend($1, 'TERM')" % plpy.quote_ident(cluster), ["int4"])
         for row in locks:
             plpy.execute(kill, [row["nl_backendpid"]])
     elif len(locks) > 0:
-        for row, verdict, reason, _ in _judged(plpy, plans, cluster, locks)[0]:
-            if verdict == LIVE:
-                ended = plpy.execute("select pg_catalog.pg_terminate_backend(%d) as ended" % row["nl_backendpid"])
-                done = "terminated" if ended[0]["ended"] else "could not terminate"
-                plpy.notice("slony-nodelock: failover: %s pid %d of %s: %s" % (done, row["nl_backendpid"], _describe(cluster, row), reason))
-            else:
-                plpy.notice("slony-nodelock: failover: did not signal pid %d of %s: %s" % (
-                    row["nl_backendpid"], _describe(cluster, row), reason))
+        judged, backends, records = _judged(plpy, plans, cluster, locks)[:3]
+        started = dict((b["pid"], b["backend_start"]) for b in backends)
+        adopted = set((r["nl_nodeid"], r["nl_conncnt"]) for r in records if r["cluster"] == cluster and r["adopted"])
+        if "end_backend" not in plans:
+            # One statement from check to signal: the PID must still be the backend judged.
+            plans["end_backend"] = plpy.prepare(
+                "select pg_catalog.pg_terminate_backend(a.pid) as ended"
+                " from pg_catalog.pg_stat_get_activity($1) a"
+                " where " + MICROSECONDS % "a.backend_start" + " = $2", ["int4", "int8"])
+        for row, verdict, reason, _ in judged:
+            pid = row["nl_backendpid"]
+            if verdict == LIVE and pid == plans["caller"]:
+                reason = "it is the backend running this failover"
+            elif verdict == LIVE and (row["nl_nodeid"], row["nl_conncnt"]) in adopted:
+                reason = "%s, but only by install's adoption, which is no proof" % reason
+            elif verdict == LIVE:
+                ended = plpy.execute(plans["end_backend"], [pid, started[pid]])
+                done = "terminated" if len(ended) == 1 and ended[0]["ended"] else "could not terminate"
+                plpy.notice("slony-nodelock: failover: %s the holder of the lock of %s: %s" % (
+                    done, _describe(cluster, row), reason))
+                continue
+            plpy.notice("slony-nodelock: failover: did not signal the holder of the lock of %s: %s" % (
+                _describe(cluster, row), reason))
     if len(locks) > 0:
         plpy.execute(plans["delete"], [[r["nl_nodeid"] for r in locks], [r["nl_conncnt"] for r in locks]])
     return 0

@@ -24,6 +24,13 @@ BEGIN
            AND c.objid = slony_nodelock.patched_function_oid(c.schema_name, p.proname)
     LOOP
         CONTINUE WHEN v_cmd.schema_name NOT IN (SELECT s FROM slony_nodelock.clusters() s);
+        -- Slony's SQL creates terminateNodeConnections() long before cleanupNodelock(): a cluster
+        -- still missing one of them, with no saved copy, is patched when the last one comes.
+        CONTINUE WHEN EXISTS (
+            SELECT FROM slony_nodelock.patched_functions() f
+             WHERE slony_nodelock.patched_function_oid(v_cmd.schema_name, f.function_name) IS NULL
+               AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
+                                WHERE s.cluster_schema = v_cmd.schema_name AND s.function_name = f.function_name));
         -- patch_cluster's own CREATE (or a restored dump's copy of ours): the function is ours.
         CONTINUE WHEN v_cmd.command_tag <> 'COMMENT' AND EXISTS (
             SELECT FROM pg_catalog.pg_proc p WHERE p.oid = v_cmd.objid AND p.prosrc LIKE '# slony-nodelock %');
