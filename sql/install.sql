@@ -182,7 +182,8 @@ SELECT $slony_nodelock_py$
 #              "adopted", "proves_taken"}, recorded by a trigger when the row version row_xmin was
 #              inserted into the cluster's sl_nodelock (row_xmin None: made by 0.2.0 or earlier,
 #              before records were bound to a row version), or by install's adoption (adopted:
-#              a judgement, not a sighting). proves_taken: made by the trigger, and its row is
+#              a judgement, not a sighting). proves_taken (another cluster's records only; for
+#              this cluster's, judge() tells from the rows): made by the trigger, and its row is
 #              still there as recorded, so the backend took that row and no other.
 #   backend:   {"pid", "datname", "backend_type", "application_name", "backend_start"},
 #              one per row of pg_stat_activity
@@ -271,7 +272,7 @@ def record_matches(row, identity):
     earlier row with the same key and PID would make the backend now holding that PID look like
     an impostor; binding the record to the row's xmin rules that out. A record that does not
     match counts as no record."""
-    return (identity is not None and identity["pid"] == row["nl_backendpid"]
+    return (identity is not None and row is not None and identity["pid"] == row["nl_backendpid"]
             and identity["row_xmin"] is not None and identity["row_xmin"] == row["xmin"])
 
 
@@ -384,13 +385,19 @@ def judge(rows, records, backends, caller_pid, database, cluster=None, os_proces
     the host} for PIDs that are no backend, where known.
     """
     os_processes = os_processes or {}
+    rows_by_key = {}
+    for row in rows:
+        rows_by_key[(row["nl_nodeid"], row["nl_conncnt"])] = row
     own = {}
     takers = {}
     for record in records:
         key = (record["nl_nodeid"], record["nl_conncnt"])
         if record.get("cluster") == cluster:
             own[key] = record
-        if record.get("proves_taken", True):
+            proves = not record.get("adopted") and record_matches(rows_by_key.get(key), record)
+        else:
+            proves = record.get("proves_taken", True)
+        if proves:
             takers.setdefault((record["pid"], record["backend_start"]), []).append(
                 (record.get("cluster"), key))
     by_pid = {}
@@ -402,11 +409,13 @@ def judge(rows, records, backends, caller_pid, database, cluster=None, os_proces
         identity = own.get(key)
         backend = by_pid.get(row["nl_backendpid"])
         took_other = None
-        if backend is not None:
+        # Only a row without a record of its own, or with a guessed one, needs the search.
+        if backend is not None and (not record_matches(row, identity) or identity.get("adopted")):
             for other_cluster, other_key in takers.get((row["nl_backendpid"], backend["backend_start"]), ()):
                 if (other_cluster, other_key) != (cluster, key):
                     took_other = 'cluster "%s" node %d conncnt %d' % (
                         other_cluster if other_cluster is not None else cluster, other_key[0], other_key[1])
+                    break
         verdict, reason = judge_row(row, identity, backend, caller_pid, database, took_other,
                                     os_processes.get(row["nl_backendpid"]))
         judged.append((row, verdict, reason, adoptable(row, identity, backend, verdict)))
@@ -443,13 +452,16 @@ FOR_UPDATE = " for update of l"
 # call), and those showing that a backend took another lock. Missing when our schema or table is
 # gone (DROP SCHEMA ... CASCADE leaves the cluster's function behind): then every row is judged
 # as unrecorded, which never removes a holder that could be slon's.
-# proves_taken: the trigger saw this backend insert the row, and the row is still there as it was.
+# proves_taken, for another cluster's records: the trigger saw this backend insert that row, and
+# the row is still there as it was. For this cluster's, judge() tells from the rows it has.
 RECORDS = (
     "select i.cluster_schema::pg_catalog.text as cluster, i.nl_nodeid, i.nl_conncnt, i.pid,"
     " " + MICROSECONDS % "i.backend_start" + " as backend_start, " + XID % "i.row_xmin" + " as row_xmin,"
-    " i.adopted, not i.adopted and slony_nodelock.record_is_current(i.cluster_schema, i.nl_nodeid,"
-    " i.nl_conncnt, i.pid, i.row_xmin) as proves_taken"
-    " from slony_nodelock.lock_identity i where i.pid = any ($1)"
+    " i.adopted, case when i.cluster_schema = $2 then null else not i.adopted and"
+    " slony_nodelock.record_is_current(i.cluster_schema, i.nl_nodeid, i.nl_conncnt, i.pid, i.row_xmin)"
+    " end as proves_taken"
+    " from slony_nodelock.lock_identity i"
+    " where i.pid in (select pg_catalog.unnest($1::pg_catalog.int4[]))"  # hashed, not a scan of $1 per record
 )
 
 # What pg_stat_activity says about the given PIDs. pg_stat_get_activity() is what the view reads;
@@ -501,8 +513,8 @@ def _records(plpy, plans, cluster, pids):
     on first use, and again after a failure, so that the table coming back is noticed."""
     try:
         if "records" not in plans:
-            plans["records"] = plpy.prepare(RECORDS, ["int4[]"])
-        return plpy.execute(plans["records"], [pids])
+            plans["records"] = plpy.prepare(RECORDS, ["int4[]", "name"])
+        return plpy.execute(plans["records"], [pids, cluster])
     except (plpy.spiexceptions.UndefinedTable, plpy.spiexceptions.InvalidSchemaName,
             plpy.spiexceptions.UndefinedColumn) as missing:
         plans.pop("records", None)
@@ -518,9 +530,11 @@ def os_processes(pids):
     NO_SUCH_PROCESS}, {pid: why it could not be told}). Reads only /proc/stat and /proc/<pid>/
     (stat, status, cmdline) for integer PIDs, and never fails: /proc may be missing (another OS)
     or hidden (hidepid)."""
+    found, unknown = {}, {}
+    if not pids:
+        return found, unknown  # the usual case: every PID is a backend; no /proc read at all
     import os
     import pwd
-    found, unknown = {}, {}
     try:
         with open("/proc/stat") as f:
             boot = boot_time(f.read())
@@ -854,7 +868,9 @@ $fn$;
 COMMENT ON FUNCTION slony_nodelock.clusters() IS 'slony-nodelock: Slony cluster schemas in this database';
 
 -- Puts our comment on a cluster's replacement function (see patched_functions()).
+SET LOCAL client_min_messages = warning;  -- not "does not exist, skipping"
 DROP FUNCTION IF EXISTS slony_nodelock.comment_patched(name);  -- release 0.2.0's, for cleanupnodelock() only
+SET LOCAL client_min_messages = notice;
 CREATE OR REPLACE FUNCTION slony_nodelock.comment_patched(p_cluster name, p_function name)
 RETURNS void
 LANGUAGE plpgsql
@@ -1122,7 +1138,9 @@ COMMENT ON FUNCTION slony_nodelock.patched_function_oid(name, name) IS 'slony-no
 -- The PL/Python body of a cluster's replacement function: logic_source() with the cluster's name
 -- and an entry point around it. The name goes in as hex, so no identifier, however odd, can
 -- change the Python. The logic runs once per session; after that SD holds it.
+SET LOCAL client_min_messages = warning;  -- not "does not exist, skipping"
 DROP FUNCTION IF EXISTS slony_nodelock.cleanupnodelock_source(name);  -- release 0.2.0's, for cleanupnodelock() only
+SET LOCAL client_min_messages = notice;
 CREATE OR REPLACE FUNCTION slony_nodelock.patched_source(p_cluster name, p_function name)
 RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -1270,7 +1288,9 @@ REVOKE EXECUTE ON FUNCTION slony_nodelock.restore_stock_function(name, name) FRO
 -- Saves a cluster's function (see patched_functions()) as Slony installed it, so that uninstall
 -- can put it back. Does nothing when the function there is ours (of any release). Returns
 -- whether it saved.
+SET LOCAL client_min_messages = warning;  -- not "does not exist, skipping"
 DROP FUNCTION IF EXISTS slony_nodelock.save_stock_function(name);  -- release 0.2.0's, for cleanupnodelock() only
+SET LOCAL client_min_messages = notice;
 CREATE OR REPLACE FUNCTION slony_nodelock.save_stock_function(p_cluster name, p_function name)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -1506,7 +1526,9 @@ BEGIN
     -- Release 0.2.0 also listened to CREATE TABLE; a trigger with other tags is made anew.
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = 'slony_nodelock_repatch'
                       AND e.evttags = ARRAY['CREATE FUNCTION', 'COMMENT']) THEN
-        DROP EVENT TRIGGER IF EXISTS slony_nodelock_repatch;
+        IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = 'slony_nodelock_repatch') THEN
+            DROP EVENT TRIGGER slony_nodelock_repatch;
+        END IF;
         CREATE EVENT TRIGGER slony_nodelock_repatch ON ddl_command_end
             WHEN TAG IN ('CREATE FUNCTION', 'COMMENT')
             EXECUTE PROCEDURE slony_nodelock.repatch_on_ddl();

@@ -11,7 +11,8 @@
 #              "adopted", "proves_taken"}, recorded by a trigger when the row version row_xmin was
 #              inserted into the cluster's sl_nodelock (row_xmin None: made by 0.2.0 or earlier,
 #              before records were bound to a row version), or by install's adoption (adopted:
-#              a judgement, not a sighting). proves_taken: made by the trigger, and its row is
+#              a judgement, not a sighting). proves_taken (another cluster's records only; for
+#              this cluster's, judge() tells from the rows): made by the trigger, and its row is
 #              still there as recorded, so the backend took that row and no other.
 #   backend:   {"pid", "datname", "backend_type", "application_name", "backend_start"},
 #              one per row of pg_stat_activity
@@ -100,7 +101,7 @@ def record_matches(row, identity):
     earlier row with the same key and PID would make the backend now holding that PID look like
     an impostor; binding the record to the row's xmin rules that out. A record that does not
     match counts as no record."""
-    return (identity is not None and identity["pid"] == row["nl_backendpid"]
+    return (identity is not None and row is not None and identity["pid"] == row["nl_backendpid"]
             and identity["row_xmin"] is not None and identity["row_xmin"] == row["xmin"])
 
 
@@ -213,13 +214,19 @@ def judge(rows, records, backends, caller_pid, database, cluster=None, os_proces
     the host} for PIDs that are no backend, where known.
     """
     os_processes = os_processes or {}
+    rows_by_key = {}
+    for row in rows:
+        rows_by_key[(row["nl_nodeid"], row["nl_conncnt"])] = row
     own = {}
     takers = {}
     for record in records:
         key = (record["nl_nodeid"], record["nl_conncnt"])
         if record.get("cluster") == cluster:
             own[key] = record
-        if record.get("proves_taken", True):
+            proves = not record.get("adopted") and record_matches(rows_by_key.get(key), record)
+        else:
+            proves = record.get("proves_taken", True)
+        if proves:
             takers.setdefault((record["pid"], record["backend_start"]), []).append(
                 (record.get("cluster"), key))
     by_pid = {}
@@ -231,11 +238,13 @@ def judge(rows, records, backends, caller_pid, database, cluster=None, os_proces
         identity = own.get(key)
         backend = by_pid.get(row["nl_backendpid"])
         took_other = None
-        if backend is not None:
+        # Only a row without a record of its own, or with a guessed one, needs the search.
+        if backend is not None and (not record_matches(row, identity) or identity.get("adopted")):
             for other_cluster, other_key in takers.get((row["nl_backendpid"], backend["backend_start"]), ()):
                 if (other_cluster, other_key) != (cluster, key):
                     took_other = 'cluster "%s" node %d conncnt %d' % (
                         other_cluster if other_cluster is not None else cluster, other_key[0], other_key[1])
+                    break
         verdict, reason = judge_row(row, identity, backend, caller_pid, database, took_other,
                                     os_processes.get(row["nl_backendpid"]))
         judged.append((row, verdict, reason, adoptable(row, identity, backend, verdict)))

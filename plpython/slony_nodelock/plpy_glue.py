@@ -32,13 +32,16 @@ FOR_UPDATE = " for update of l"
 # call), and those showing that a backend took another lock. Missing when our schema or table is
 # gone (DROP SCHEMA ... CASCADE leaves the cluster's function behind): then every row is judged
 # as unrecorded, which never removes a holder that could be slon's.
-# proves_taken: the trigger saw this backend insert the row, and the row is still there as it was.
+# proves_taken, for another cluster's records: the trigger saw this backend insert that row, and
+# the row is still there as it was. For this cluster's, judge() tells from the rows it has.
 RECORDS = (
     "select i.cluster_schema::pg_catalog.text as cluster, i.nl_nodeid, i.nl_conncnt, i.pid,"
     " " + MICROSECONDS % "i.backend_start" + " as backend_start, " + XID % "i.row_xmin" + " as row_xmin,"
-    " i.adopted, not i.adopted and slony_nodelock.record_is_current(i.cluster_schema, i.nl_nodeid,"
-    " i.nl_conncnt, i.pid, i.row_xmin) as proves_taken"
-    " from slony_nodelock.lock_identity i where i.pid = any ($1)"
+    " i.adopted, case when i.cluster_schema = $2 then null else not i.adopted and"
+    " slony_nodelock.record_is_current(i.cluster_schema, i.nl_nodeid, i.nl_conncnt, i.pid, i.row_xmin)"
+    " end as proves_taken"
+    " from slony_nodelock.lock_identity i"
+    " where i.pid in (select pg_catalog.unnest($1::pg_catalog.int4[]))"  # hashed, not a scan of $1 per record
 )
 
 # What pg_stat_activity says about the given PIDs. pg_stat_get_activity() is what the view reads;
@@ -90,8 +93,8 @@ def _records(plpy, plans, cluster, pids):
     on first use, and again after a failure, so that the table coming back is noticed."""
     try:
         if "records" not in plans:
-            plans["records"] = plpy.prepare(RECORDS, ["int4[]"])
-        return plpy.execute(plans["records"], [pids])
+            plans["records"] = plpy.prepare(RECORDS, ["int4[]", "name"])
+        return plpy.execute(plans["records"], [pids, cluster])
     except (plpy.spiexceptions.UndefinedTable, plpy.spiexceptions.InvalidSchemaName,
             plpy.spiexceptions.UndefinedColumn) as missing:
         plans.pop("records", None)
@@ -107,9 +110,11 @@ def os_processes(pids):
     NO_SUCH_PROCESS}, {pid: why it could not be told}). Reads only /proc/stat and /proc/<pid>/
     (stat, status, cmdline) for integer PIDs, and never fails: /proc may be missing (another OS)
     or hidden (hidepid)."""
+    found, unknown = {}, {}
+    if not pids:
+        return found, unknown  # the usual case: every PID is a backend; no /proc read at all
     import os
     import pwd
-    found, unknown = {}, {}
     try:
         with open("/proc/stat") as f:
             boot = boot_time(f.read())

@@ -6,7 +6,9 @@ BEGIN
     -- Release 0.2.0 also listened to CREATE TABLE; a trigger with other tags is made anew.
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = 'slony_nodelock_repatch'
                       AND e.evttags = ARRAY['CREATE FUNCTION', 'COMMENT']) THEN
-        DROP EVENT TRIGGER IF EXISTS slony_nodelock_repatch;
+        IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = 'slony_nodelock_repatch') THEN
+            DROP EVENT TRIGGER slony_nodelock_repatch;
+        END IF;
         CREATE EVENT TRIGGER slony_nodelock_repatch ON ddl_command_end
             WHEN TAG IN ('CREATE FUNCTION', 'COMMENT')
             EXECUTE PROCEDURE slony_nodelock.repatch_on_ddl();

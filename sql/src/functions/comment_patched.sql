@@ -1,5 +1,7 @@
 -- Puts our comment on a cluster's replacement function (see patched_functions()).
+SET LOCAL client_min_messages = warning;  -- not "does not exist, skipping"
 DROP FUNCTION IF EXISTS slony_nodelock.comment_patched(name);  -- release 0.2.0's, for cleanupnodelock() only
+SET LOCAL client_min_messages = notice;
 CREATE OR REPLACE FUNCTION slony_nodelock.comment_patched(p_cluster name, p_function name)
 RETURNS void
 LANGUAGE plpgsql

@@ -1,7 +1,9 @@
 -- The PL/Python body of a cluster's replacement function: logic_source() with the cluster's name
 -- and an entry point around it. The name goes in as hex, so no identifier, however odd, can
 -- change the Python. The logic runs once per session; after that SD holds it.
+SET LOCAL client_min_messages = warning;  -- not "does not exist, skipping"
 DROP FUNCTION IF EXISTS slony_nodelock.cleanupnodelock_source(name);  -- release 0.2.0's, for cleanupnodelock() only
+SET LOCAL client_min_messages = notice;
 CREATE OR REPLACE FUNCTION slony_nodelock.patched_source(p_cluster name, p_function name)
 RETURNS text
 LANGUAGE sql IMMUTABLE

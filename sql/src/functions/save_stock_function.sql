@@ -1,7 +1,9 @@
 -- Saves a cluster's function (see patched_functions()) as Slony installed it, so that uninstall
 -- can put it back. Does nothing when the function there is ours (of any release). Returns
 -- whether it saved.
+SET LOCAL client_min_messages = warning;  -- not "does not exist, skipping"
 DROP FUNCTION IF EXISTS slony_nodelock.save_stock_function(name);  -- release 0.2.0's, for cleanupnodelock() only
+SET LOCAL client_min_messages = notice;
 CREATE OR REPLACE FUNCTION slony_nodelock.save_stock_function(p_cluster name, p_function name)
 RETURNS boolean
 LANGUAGE plpgsql
