@@ -106,7 +106,7 @@ def record_matches(row, identity):
 
 
 def _is_digits(text):
-    return text != "" and text.isdigit() and text.isascii()
+    return text.isdigit() and text.isascii()
 
 
 def is_registering_connection(name):

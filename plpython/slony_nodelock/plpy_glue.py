@@ -73,6 +73,7 @@ def _plans(plpy, cache, cluster):
         me = plpy.execute("select pg_catalog.pg_backend_pid() as pid,"
                           " pg_catalog.current_database()::pg_catalog.text as database")[0]
         plans = {
+            "table": table,
             "caller": me["pid"],
             "database": me["database"],
             "locks": plpy.prepare(LOCKS % table),
@@ -88,13 +89,29 @@ def _plans(plpy, cache, cluster):
     return plans
 
 
+def _prepared(plpy, plans, name, query, types=()):
+    """The statement kept under name in plans, prepared on first use: those that only some calls
+    need, or that read our own tables (which may be gone; see _records)."""
+    if name not in plans:
+        plans[name] = plpy.prepare(query, list(types))
+    return plans[name]
+
+
+def _lock_rows(plpy, plan, arguments, refusal, cluster):
+    """plan's lock rows, FOR UPDATE; a role that may not lock them gets one line, refusal, naming
+    it and the cluster, as Slony's own functions need a superuser too (killBackend)."""
+    try:
+        return plpy.execute(plan, arguments)
+    except plpy.spiexceptions.InsufficientPrivilege:
+        user = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
+        fail(plpy, refusal % (user, cluster), "42501")
+
+
 def _records(plpy, plans, cluster, pids):
     """The identity records naming pids; none, with a WARNING, when our table is gone. Prepared
     on first use, and again after a failure, so that the table coming back is noticed."""
     try:
-        if "records" not in plans:
-            plans["records"] = plpy.prepare(RECORDS, ["int4[]", "name"])
-        return plpy.execute(plans["records"], [pids, cluster])
+        return plpy.execute(_prepared(plpy, plans, "records", RECORDS, ["int4[]", "name"]), [pids, cluster])
     except (plpy.spiexceptions.UndefinedTable, plpy.spiexceptions.InvalidSchemaName,
             plpy.spiexceptions.UndefinedColumn) as missing:
         plans.pop("records", None)
@@ -179,13 +196,8 @@ def cleanup(plpy, cache, cluster):
     """What cleanupNodelock() does: delete every stale lock row, under the same FOR UPDATE as
     Slony's own version, with a NOTICE for each deletion and each row kept only for lack of proof."""
     plans = _plans(plpy, cache, cluster)
-    try:
-        locks = plpy.execute(plans["locks" + FOR_UPDATE])
-    except plpy.spiexceptions.InsufficientPrivilege:
-        # Slony's own version needs a superuser too (killBackend); say so in one line.
-        user = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
-        fail(plpy, 'role %s may not clean up the locks of cluster "%s"; '
-             "run cleanupNodelock() as a superuser, as slon does" % (user, cluster), "42501")
+    locks = _lock_rows(plpy, plans["locks" + FOR_UPDATE], [], 'role %s may not clean up the locks of cluster "%s"; '
+                       "run cleanupNodelock() as a superuser, as slon does", cluster)
     if len(locks) == 0:
         return 0
     stale_nodes, stale_conncnts = [], []
@@ -214,8 +226,8 @@ RECORD = (
 def adopt(plpy, cache, cluster):
     """Record the identity of every row kept only for lack of a record whose holder carries
     exactly the name slon gives that connection (rows taken before install), unless another row,
-    of this cluster or another, names the same PID. Deletes nothing: a stale row is left for the next cleanup.
-    Returns the number of identities recorded."""
+    of this cluster or another, names the same PID. Deletes nothing: a stale row is left for the
+    next cleanup. Returns the number of identities recorded."""
     plans = _plans(plpy, cache, cluster)
     locks = plpy.execute(plans["locks"])
     if len(locks) == 0:
@@ -229,7 +241,7 @@ def adopt(plpy, cache, cluster):
         if row["nl_backendpid"] in seen:
             contested.add(row["nl_backendpid"])
         seen.add(row["nl_backendpid"])
-    record = _plan_record(plpy, plans)
+    record = _prepared(plpy, plans, "record", RECORD, ["name", "int4", "int4", "int4", "int8", "int8"])
     adopted = 0
     for row, _, _, adoptable in judged:
         if adoptable and row["nl_backendpid"] not in contested:
@@ -238,11 +250,6 @@ def adopt(plpy, cache, cluster):
             adopted += result.nrows()
     return adopted
 
-
-def _plan_record(plpy, plans):
-    if "record" not in plans:
-        plans["record"] = plpy.prepare(RECORD, ["name", "int4", "int4", "int4", "int8", "int8"])
-    return plans["record"]
 
 
 def _timestamp(microseconds):
@@ -297,16 +304,10 @@ def terminate(plpy, cache, cluster, failed_node):
     have signalled whatever process reused a stale row's PID. Here only a holder judged LIVE, the
     very client backend that took the lock, is terminated, with pg_terminate_backend()."""
     plans = _plans(plpy, cache, cluster)
-    table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
-    if "failed_locks" not in plans:
-        plans["failed_locks"] = plpy.prepare(
-            LOCKS % table + " where l.nl_nodeid = $1" + FOR_UPDATE, ["int4"])
-    try:
-        locks = plpy.execute(plans["failed_locks"], [failed_node])
-    except plpy.spiexceptions.InsufficientPrivilege:
-        user = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
-        fail(plpy, 'role %s may not end the connections of a failed node of cluster "%s"; '
-             "fail over as a superuser, as slonik does" % (user, cluster), "42501")
+    failed_locks = _prepared(plpy, plans, "failed_locks",
+                             LOCKS % plans["table"] + " where l.nl_nodeid = $1" + FOR_UPDATE, ["int4"])
+    locks = _lock_rows(plpy, failed_locks, [failed_node], 'role %s may not end the connections of a failed '
+                       'node of cluster "%s"; fail over as a superuser, as slonik does', cluster)
     setting = (plpy.execute("select pg_catalog.current_setting('%s', true) as v" % FAILOVER_SETTING)[0]["v"]
                or "").strip().lower()
     if setting not in ("", "stock"):
@@ -320,12 +321,11 @@ def terminate(plpy, cache, cluster, failed_node):
         judged, backends, records = _judged(plpy, plans, cluster, locks)[:3]
         started = dict((b["pid"], b["backend_start"]) for b in backends)
         adopted = set((r["nl_nodeid"], r["nl_conncnt"]) for r in records if r["cluster"] == cluster and r["adopted"])
-        if "end_backend" not in plans:
-            # One statement from check to signal: the PID must still be the backend judged.
-            plans["end_backend"] = plpy.prepare(
-                "select pg_catalog.pg_terminate_backend(a.pid) as ended"
-                " from pg_catalog.pg_stat_get_activity($1) a"
-                " where " + MICROSECONDS % "a.backend_start" + " = $2", ["int4", "int8"])
+        # One statement from check to signal: the PID must still be the backend judged.
+        end_backend = _prepared(plpy, plans, "end_backend",
+                                "select pg_catalog.pg_terminate_backend(a.pid) as ended"
+                                " from pg_catalog.pg_stat_get_activity($1) a"
+                                " where " + MICROSECONDS % "a.backend_start" + " = $2", ["int4", "int8"])
         for row, verdict, reason, _ in judged:
             pid = row["nl_backendpid"]
             if verdict == LIVE and pid == plans["caller"]:
@@ -333,7 +333,7 @@ def terminate(plpy, cache, cluster, failed_node):
             elif verdict == LIVE and (row["nl_nodeid"], row["nl_conncnt"]) in adopted:
                 reason = "%s, but only by install's adoption, which is no proof" % reason
             elif verdict == LIVE:
-                ended = plpy.execute(plans["end_backend"], [pid, started[pid]])
+                ended = plpy.execute(end_backend, [pid, started[pid]])
                 done = "terminated" if len(ended) == 1 and ended[0]["ended"] else "could not terminate"
                 plpy.notice("slony-nodelock: failover: %s the holder of the lock of %s: %s" % (
                     done, _describe(cluster, row), reason))
