@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import statistics
+import subprocess
 from types import ModuleType
 from collections.abc import Iterator
 
@@ -12,7 +13,7 @@ import pytest
 
 from slonybed import SlonyBed
 from slonybed.bed import REPO, created_roots
-from slonybed.pidreuse import attempt_log, can_force_pids
+from slonybed.pidreuse import PidBusy, attempt_log, pid_control_refusal
 from slonybed.processes import ProcessLedger
 
 
@@ -52,12 +53,29 @@ def load_generator() -> ModuleType:
     return module
 
 
-requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount namespaces)")
+def _mount_namespace_refusal() -> str | None:
+    """Why this run cannot start a process in a private mount namespace, or None when it can."""
+    if os.geteuid() != 0:
+        return "a private mount namespace needs root"
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "true"],
+                           capture_output=True, text=True, timeout=30)
+    return f"unshare refused: {probe.stderr.strip()}" if probe.returncode != 0 else None
 
-requires_pid_control = pytest.mark.skipif(
-    os.geteuid() != 0 or not can_force_pids(),
-    reason="forcing PID reuse needs root (writes /proc/sys/kernel/ns_last_pid)",
-)
+
+_PID_REFUSAL = pid_control_refusal()
+_MOUNT_REFUSAL = _mount_namespace_refusal()
+requires_pid_control = pytest.mark.skipif(_PID_REFUSAL is not None, reason=str(_PID_REFUSAL))
+requires_mount_namespace = pytest.mark.skipif(_MOUNT_REFUSAL is not None, reason=str(_MOUNT_REFUSAL))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A PID that a live process outside the bed keeps cannot be reused: that is a skip with the
+    reason, not a failure of the feature under test."""
+    try:
+        return (yield)
+    except PidBusy as busy:
+        pytest.skip(str(busy))
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from conftest import load_generator, requires_pid_control, requires_root
+from conftest import load_generator, requires_pid_control, requires_mount_namespace
 from slonybed import SlonyBed
 from slonybed.bed import INSTALL_SQL, UNINSTALL_SQL
 from slonybed.slony import DUPLICATE_LOCK
@@ -100,7 +100,7 @@ def test_a_non_superuser_is_refused_and_nothing_changes(server):
     assert fingerprint(server) == before
 
 
-@requires_root
+@requires_mount_namespace
 def test_a_server_without_plpython_is_told_which_package_to_install():
     with SlonyBed(nodes=0) as bed:
         server = bed.add_server(1, hidden_extensions=("plpython3u",))

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import requires_pid_control, requires_root
+from conftest import requires_pid_control, requires_mount_namespace
 from slonybed.bed import INSTALL_SQL, REPO
 from psycopg import sql
 
@@ -97,7 +97,7 @@ def test_a_role_that_may_not_clean_up_gets_one_line_saying_so(server):  # noqa: 
         "run cleanupNodelock() as a superuser, as slon does")
 
 
-@requires_root
+@requires_mount_namespace
 def test_without_a_readable_proc_the_description_is_unknown_with_a_reason_not_an_error():
     # A private mount namespace whose /proc is an empty tmpfs: what another OS, or a container
     # without procfs, looks like to the server. The glue's own code runs there, unmocked.

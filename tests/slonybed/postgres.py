@@ -135,6 +135,12 @@ class PostgresServer:
             cur = conn.execute(sql, params)
             return cur.fetchall() if cur.description else []
 
+    def pid_of(self, backend_type: str) -> int:
+        """The PID of this server's process of backend_type ('checkpointer', 'walwriter', ...)."""
+        [(pid,)] = self.query("select pid from pg_catalog.pg_stat_activity where backend_type = %s",
+                              (backend_type,))
+        return pid
+
     def psql_file(self, path: Path, *, user: str = "postgres", cwd: Path = Path("/")) -> subprocess.CompletedProcess:
         """Run a script the way an operator does: psql -v ON_ERROR_STOP=1 -d DB -f PATH.
         psql runs as us (the repository need not be readable by the postgres user)."""

@@ -144,6 +144,16 @@ class SlonyCluster:
         rows = [r for r in self.lock_rows(node_id) if r[0] == node_id and r[1] == 0]
         return rows[0][2] if rows else None
 
+    def point_lock_at(self, node_id: int, pid: int) -> None:
+        """Make the node's own lock row name pid: what cleanupNodelock() sees after a reboot that
+        handed the old slon backend's PID to that process, without needing ns_last_pid to put the
+        process there. An UPDATE makes a new row version, so the row has no identity record, like
+        a row taken before the kit was installed."""
+        self.node(node_id).query(
+            sql.SQL("update {}.sl_nodelock set nl_backendpid = %s where nl_nodeid = %s and nl_conncnt = 0")
+            .format(sql.Identifier(self.schema)), (pid, node_id))
+        assert self.own_lock_pid(node_id) == pid
+
     def wait_slon_holds_lock(self, slon: Slon, timeout: float = 30) -> int:
         """Wait until slon's local_listen backend holds the node's lock row; return its PID.
 
