@@ -55,7 +55,8 @@ def test_fix_still_refuses_a_second_slon_and_the_first_keeps_replicating(fixed_b
 
 def test_exactly_one_of_two_slons_started_together_runs_in_20_trials(bed):
     bed.cluster.build()
-    bed.install_fix(1)
+    assert "patched cluster _bed" in bed.install_fix(1)
+    assert bed.node(1).query("select patched, problems from slony_nodelock.verify()") == [(True, None)]
     for trial in range(20):
         pair = [bed.cluster.start_slon(1), bed.cluster.start_slon(1)]
         deadline = time.monotonic() + 20
@@ -65,8 +66,10 @@ def test_exactly_one_of_two_slons_started_together_runs_in_20_trials(bed):
         assert len(refused) == 1, f"trial {trial}: {len(refused)} of 2 slons exited"
         winner = next(slon for slon in pair if slon not in refused)
         assert DUPLICATE_LOCK in refused[0].log, refused[0].log
-        # The other one runs: it holds the lock with its own backend and is still alive.
+        # The other one runs: it holds the lock with its own backend and is still alive. The
+        # refused one's leader has exited; its worker gets the same grace as any slon's.
         bed.cluster.wait_slon_holds_lock(winner)
+        assert refused[0].wait_exit(timeout=5) is not None
         assert winner.alive() and not refused[0].alive()
         winner.stop()
         # The next trial must find the old lock stale, not still live on an exiting backend.

@@ -5,12 +5,13 @@ Every refused install must leave the catalog exactly as it was.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from psycopg import sql
 
-from conftest import load_generator, requires_pid_control, requires_mount_namespace
+from conftest import load_generator, requires_mount_namespace
 from slonybed import SlonyBed
 from slonybed.bed import INSTALL_SQL, UNINSTALL_SQL
 from slonybed.slony import DUPLICATE_LOCK
@@ -79,6 +80,17 @@ def add_stock_like_cluster(server, schema: str) -> None:
 def server():
     with SlonyBed(nodes=1) as bed:
         yield bed.node(1)
+
+
+def gone_backend_pid(server) -> int:
+    """The PID of a client backend that has just exited: what a stale lock row names."""
+    with server.connect() as gone:
+        pid = gone.info.backend_pid
+    deadline = time.monotonic() + 15
+    while server.query("select 1 from pg_catalog.pg_stat_activity where pid = %s", (pid,)):
+        assert time.monotonic() < deadline, f"backend {pid} did not exit"
+        time.sleep(0.02)
+    return pid
 
 
 def assert_refused(server, result, *fragments: str) -> None:
@@ -197,7 +209,6 @@ def test_every_function_we_create_pins_search_path(server):
     assert unpinned == []
 
 
-@requires_pid_control
 def test_install_twice_then_uninstall_gives_back_stock_and_the_failure(bed):
     bed.build_replicating()
     node = bed.node(1)
@@ -217,7 +228,9 @@ def test_install_twice_then_uninstall_gives_back_stock_and_the_failure(bed):
     assert node.query("select pg_catalog.to_regnamespace('slony_nodelock')") == [(None,)]
     assert "not installed in database slony_test; nothing to do" in bed.uninstall_fix(1)
 
-    bed.reboot_host_of(1, reuse_pid=bed.put_sleep_on)
+    # After a power cut the stale PID is the checkpointer's: stock Slony keeps the row again.
+    bed.reboot_host_of(1)
+    bed.cluster.point_lock_at(1, node.pid_of("checkpointer"))
     slon = bed.start_slon(1)
     assert slon.wait_exit(timeout=30) is not None, "slon started although the fix was removed"
     assert DUPLICATE_LOCK in slon.log
@@ -251,6 +264,8 @@ def test_a_role_that_cannot_see_the_holder_keeps_the_row_and_says_why(server):
     assert server.psql_file(INSTALL_SQL).returncode == 0
     server.query("create role bob login; grant usage on schema _c1 to bob;"
                  "grant select, update, delete on _c1.sl_nodelock to bob")
+    stale = gone_backend_pid(server)
+    server.query("insert into _c1.sl_nodelock values (2, 0, %s)", (stale,))
     with server.connect(application_name="slon.local_listen") as holder:
         holder_pid = holder.execute("insert into _c1.sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())"
                                     " returning nl_backendpid").fetchone()[0]
@@ -258,9 +273,11 @@ def test_a_role_that_cannot_see_the_holder_keeps_the_row_and_says_why(server):
             notices = []
             bob.add_notice_handler(lambda d: notices.append(d.message_primary))
             bob.execute("select _c1.cleanupnodelock()")
+        # A PID that is no process at all is stale whatever the role may see.
         assert server.query("select nl_backendpid from _c1.sl_nodelock") == [(holder_pid,)]
-        assert len(notices) == 1 and f"kept lock of cluster \"_c1\" node 1 conncnt 0 pid {holder_pid}" in notices[0]
-        assert "hidden from this role (grant it pg_read_all_stats)" in notices[0]
+        assert len(notices) == 2 and f"removed stale lock of cluster \"_c1\" node 2 conncnt 0 pid {stale}" in notices[0]
+        assert f"kept lock of cluster \"_c1\" node 1 conncnt 0 pid {holder_pid}" in notices[1]
+        assert "hidden from this role (grant it pg_read_all_stats)" in notices[1]
 
 
 def test_other_roles_may_check_the_node_but_not_change_it(server):
@@ -278,14 +295,17 @@ def test_other_roles_may_check_the_node_but_not_change_it(server):
 def test_a_holder_that_connected_after_the_callers_snapshot_is_still_seen(server):
     add_stock_like_cluster(server, "_c1")
     assert server.psql_file(INSTALL_SQL).returncode == 0
+    stale = gone_backend_pid(server)
     with server.connect() as caller:
         with caller.transaction():
             # The caller's transaction takes its activity snapshot before the holder exists.
             caller.execute("select count(*) from pg_catalog.pg_stat_activity")
             with server.connect(application_name="slon.local_listen") as holder:
                 holder.execute("insert into _c1.sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())")
+                server.query("insert into _c1.sl_nodelock values (2, 0, %s)", (stale,))
                 caller.execute("select _c1.cleanupnodelock()")
-                assert caller.execute("select count(*) from _c1.sl_nodelock").fetchone() == (1,)
+                assert caller.execute("select nl_nodeid, nl_backendpid from _c1.sl_nodelock").fetchall() == [
+                    (1, holder.info.backend_pid)]
 
 
 def test_identity_is_recorded_under_session_replication_role_replica(server):
@@ -448,6 +468,9 @@ def test_a_lock_adopted_in_one_cluster_never_removes_a_live_lock_of_another(serv
         server.query("alter table _cb.sl_nodelock disable trigger slony_nodelock_identity")
         listener.execute("insert into _cb.sl_nodelock values (7, 0, pg_catalog.pg_backend_pid())")
         server.query("alter table _cb.sl_nodelock enable always trigger slony_nodelock_identity")
+
+        stale = gone_backend_pid(server)
+        server.query("insert into _cb.sl_nodelock values (8, 0, %s)", (stale,))
 
         server.query("select _cb.cleanupnodelock()")
 
