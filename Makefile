@@ -1,17 +1,23 @@
-# Everything a fresh Debian bookworm machine needs is set up by the targets themselves.
-PYTHON ?= python3
+# Everything a fresh Debian bookworm machine needs is set up by the targets themselves; make is the
+# one precondition (make fresh-debian-check proves it on a plain bookworm root).
+# Debian's own Python, so that the venv does not depend on whichever python3 comes first on PATH.
+PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := postgresql-plpython3-15 postgresql-15-slony1-2 slony1-2-bin
+# Without python3-venv Debian's python3 lacks ensurepip, and `python3 -m venv` fails. git: a test
+# reads an old release's sql/install.sql from the checkout's history.
+DEBIAN_PACKAGES := python3 python3-venv git postgresql-plpython3-15 postgresql-15-slony1-2 slony1-2-bin
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: test demo bench sql system-packages venv clean
+.PHONY: test demo bench sql system-packages venv clean fresh-debian-check
 
 system-packages:
 	@tests/bin/ensure-debian-packages $(DEBIAN_PACKAGES)
 
-$(VENV)/.installed: pyproject.toml
+# The venv needs python3-venv first, also under make -j. Order-only: a phony prerequisite would
+# otherwise rebuild the venv on every run.
+$(VENV)/.installed: pyproject.toml | system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
@@ -34,6 +40,10 @@ bench: system-packages venv
 # Regenerate sql/install.sql and sql/uninstall.sql from sql/src, migrations/ and plpython/.
 sql:
 	$(PYTHON) sql/generate.py
+
+# A plain debootstrapped bookworm runs make system-packages and make venv; minutes, so not in test.
+fresh-debian-check:
+	tests/bin/check-fresh-debian
 
 clean:
 	rm -rf $(VENV) build *.egg-info plpython/*.egg-info .pytest_cache .hypothesis
