@@ -449,9 +449,9 @@ FOR_UPDATE = " for update of l"
 
 # Every identity record, of any cluster in the database, naming one of the given PIDs: the
 # record of a row itself (whether it describes this row version is liveness.record_matches()'s
-# call), and those showing that a backend took another lock. Missing when our schema or table is
-# gone (DROP SCHEMA ... CASCADE leaves the cluster's function behind): then every row is judged
-# as unrecorded, which never removes a holder that could be slon's.
+# call), and those showing that a backend took another lock. Missing when our schema, our table
+# or a function this query calls is gone (DROP SCHEMA ... CASCADE leaves the cluster's function
+# behind): then every row is judged as unrecorded, which never removes a holder that could be slon's.
 # proves_taken, for another cluster's records: the trigger saw this backend insert that row, and
 # the row is still there as it was. For this cluster's, judge() tells from the rows it has.
 RECORDS = (
@@ -533,7 +533,7 @@ def _records(plpy, plans, cluster, pids):
     try:
         return plpy.execute(_prepared(plpy, plans, "records", RECORDS, ["int4[]", "name"]), [pids, cluster])
     except (plpy.spiexceptions.UndefinedTable, plpy.spiexceptions.InvalidSchemaName,
-            plpy.spiexceptions.UndefinedColumn) as missing:
+            plpy.spiexceptions.UndefinedColumn, plpy.spiexceptions.UndefinedFunction) as missing:
         plans.pop("records", None)
         plpy.warning(
             'slony-nodelock: cluster "%s" cannot read its lock records (%s), so its locks are judged '
@@ -1436,6 +1436,11 @@ BEGIN
          WHERE a.attrelid = pg_catalog.to_regclass('slony_nodelock.lock_identity') AND NOT a.attisdropped
            AND a.attname IN ('cluster_schema', 'nl_nodeid', 'nl_conncnt', 'pid', 'backend_start', 'row_xmin')) <> 6 THEN
         v_kit_problems := v_kit_problems || 'the table slony_nodelock.lock_identity is missing or damaged, so no lock taker is recorded (reinstall: sql/uninstall.sql, then sql/install.sql)'::text;
+    END IF;
+    -- Each patched cleanupnodelock() calls it while judging; without it they judge without records.
+    IF pg_catalog.to_regprocedure('slony_nodelock.record_is_current(name,int4,int4,int4,xid)') IS NULL THEN
+        v_kit_problems := v_kit_problems || ('the function slony_nodelock.record_is_current() is missing, so every cleanup '
+                                             'judges its locks without the recorded identities; ' || v_fix);
     END IF;
     SELECT r.rolname, r.rolsuper INTO v_trigger_owner
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner

@@ -13,7 +13,7 @@ import pytest
 
 from slonybed import SlonyBed
 from slonybed.bed import REPO, created_roots
-from slonybed.pidreuse import PidBusy, attempt_log, pid_control_refusal
+from slonybed.pidreuse import PidUnavailable, attempt_log, pid_control_refusal
 from slonybed.processes import ProcessLedger
 
 
@@ -57,8 +57,11 @@ def _mount_namespace_refusal() -> str | None:
     """Why this run cannot start a process in a private mount namespace, or None when it can."""
     if os.geteuid() != 0:
         return "a private mount namespace needs root"
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "true"],
-                           capture_output=True, text=True, timeout=30)
+    try:
+        probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "true"],
+                               capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare refused: {exc}"
     return f"unshare refused: {probe.stderr.strip()}" if probe.returncode != 0 else None
 
 
@@ -70,12 +73,12 @@ requires_mount_namespace = pytest.mark.skipif(_MOUNT_REFUSAL is not None, reason
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
-    """A PID that a live process outside the bed keeps cannot be reused: that is a skip with the
-    reason, not a failure of the feature under test."""
+    """A PID that a live process keeps, or that other forks keep taking, cannot be reused: that is
+    a skip with the reason, not a failure of the feature under test."""
     try:
         return (yield)
-    except PidBusy as busy:
-        pytest.skip(str(busy))
+    except PidUnavailable as unavailable:
+        pytest.skip(str(unavailable))
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -16,14 +16,14 @@ def _slon_recovers(bed, stale: int) -> None:
     assert holder != stale
     bed.cluster.assert_replicates(1, 2)
     assert slon.alive()
-    assert f"removed stale lock of cluster \"_bed\" node 1 conncnt 0 pid {stale}" in slon.log
+    slon.wait_log(f"removed stale lock of cluster \"_bed\" node 1 conncnt 0 pid {stale}")
 
 
 @requires_pid_control
 def test_fix_lets_slon_start_when_a_non_postgres_process_reuses_the_stale_pid(fixed_bed):
     stale = fixed_bed.reboot_host_of(1, reuse_pid=fixed_bed.put_sleep_on)
     _slon_recovers(fixed_bed, stale)
-    assert f'pid {stale} is now "sleep infinity" (user postgres, started ' in fixed_bed.slons[1].log
+    fixed_bed.slons[1].wait_log(f'pid {stale} is now "sleep infinity" (user postgres, started ')
 
 
 @requires_pid_control
@@ -37,7 +37,7 @@ def test_fix_lets_slon_start_when_an_impostor_named_slon_local_listen_reuses_the
         "select backend_type, application_name from pg_catalog.pg_stat_activity where pid = %s", (stale,)
     ) == [("client backend", "slon.local_listen")]
     _slon_recovers(fixed_bed, stale)
-    assert "after the lock was taken by one started" in fixed_bed.slons[1].log
+    fixed_bed.slons[1].wait_log("after the lock was taken by one started")
 
 
 def test_fix_still_refuses_a_second_slon_and_the_first_keeps_replicating(fixed_bed):

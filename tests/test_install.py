@@ -227,6 +227,9 @@ def test_install_twice_then_uninstall_gives_back_stock_and_the_failure(bed):
     assert node.query(FUNCTION_STATE, ("_bed",)) == stock
     assert node.query("select pg_catalog.to_regnamespace('slony_nodelock')") == [(None,)]
     assert "not installed in database slony_test; nothing to do" in bed.uninstall_fix(1)
+    # All of it with slon running, which goes on replicating.
+    assert bed.slons[1].alive()
+    bed.cluster.assert_replicates(1, 2)
 
     # After a power cut the stale PID is the checkpointer's: stock Slony keeps the row again.
     bed.reboot_host_of(1)

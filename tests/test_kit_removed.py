@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from slonybed.bed import UNINSTALL_SQL
-from test_install import FUNCTION_STATE, add_stock_like_cluster
+from slonybed.bed import INSTALL_SQL, UNINSTALL_SQL
+from test_install import FUNCTION_STATE, add_stock_like_cluster, gone_backend_pid, server  # noqa: F401  (fixture)
 
 
 def notices_of(server, statement: str, params: tuple = ()) -> list[str]:
@@ -113,3 +113,23 @@ def test_dropping_plpython_puts_slonys_function_back_and_the_checks_name_every_c
     bed.install_fix(1)
     assert node.query("select cluster, patched, problems from slony_nodelock.verify()") == [
         ("_bed", True, None), ("_second", True, None)]
+
+
+def test_a_dropped_helper_function_never_fails_slons_cleanup_and_the_checks_name_it(server):  # noqa: F811
+    # Nothing depends on record_is_current(), so DROP FUNCTION without CASCADE takes it alone.
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    stale = gone_backend_pid(server)
+    server.query("insert into _c1.sl_nodelock values (2, 0, %s)", (stale,))
+    server.query("drop function slony_nodelock.record_is_current(name, int4, int4, int4, xid)")
+    with server.connect(application_name="slon.local_listen") as slon:
+        slon.execute("insert into _c1.sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())")
+
+        seen = notices_of(server, "select _c1.cleanupnodelock()")  # raises if slon's start-up would fail
+
+        assert server.query("select nl_nodeid, nl_backendpid from _c1.sl_nodelock") == [(1, slon.info.backend_pid)]
+        assert any(n.startswith('WARNING: slony-nodelock: cluster "_c1" cannot read its lock records') for n in seen), seen
+        with pytest.raises(Exception, match=r"the function slony_nodelock.record_is_current\(\) is missing"):
+            server.query("select slony_nodelock.assert_ok()")
+        assert server.psql_file(INSTALL_SQL).returncode == 0
+        assert server.query("select slony_nodelock.assert_ok()") == [(1,)]

@@ -17,6 +17,20 @@ def _owner_and_command(pid: int) -> tuple[int, str]:
     return proc.stat().st_uid, (proc / "comm").read_text().strip()
 
 
+def test_stock_slon_dies_when_the_stale_pid_is_now_the_checkpointer(bed):
+    # Without ns_last_pid: the row is pointed at a process that is alive anyway.
+    bed.build_replicating()
+    bed.reboot_host_of(1)
+    checkpointer = bed.node(1).pid_of("checkpointer")
+    bed.cluster.point_lock_at(1, checkpointer)
+
+    slon = bed.start_slon(1)
+
+    assert slon.wait_exit(timeout=30) is not None, "stock slon kept running"
+    assert DUPLICATE_LOCK in slon.log
+    assert bed.cluster.own_lock_pid(1) == checkpointer
+
+
 @requires_pid_control
 def test_stock_slon_dies_when_a_non_postgres_process_reuses_the_stale_pid(bed):
     bed.build_replicating()

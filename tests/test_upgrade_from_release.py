@@ -110,6 +110,7 @@ def test_todays_install_over_release_0_2_0_repatches_a_live_cluster_and_uninstal
     assert (1, 0, slon_lock) in held and any(conncnt > 0 for _, conncnt, _ in held), held
     notices = cleanup_notices(bed.node(1))
     assert set(held) <= set(bed.cluster.lock_rows(1)), notices
+    assert all(live_backend(bed.node(1), pid) for _, _, pid in bed.cluster.lock_rows(1)), notices
     assert bed.slons[1].alive()
 
     # slon's start-up runs cleanupNodelock() and then takes the lock afresh: a new record of

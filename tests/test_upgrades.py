@@ -50,7 +50,7 @@ def test_update_functions_keeps_the_fix_and_slon_survives_pid_reuse(bed):
     bed.cluster.point_lock_at(1, stale)
     slon = bed.start_slon(1)
     assert bed.cluster.wait_slon_holds_lock(slon) != stale
-    assert f"pid {stale} is the checkpointer, not a client backend" in slon.log
+    slon.wait_log(f"pid {stale} is the checkpointer, not a client backend")
     bed.cluster.assert_replicates(1, 2)
 
 

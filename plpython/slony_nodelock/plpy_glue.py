@@ -29,9 +29,9 @@ FOR_UPDATE = " for update of l"
 
 # Every identity record, of any cluster in the database, naming one of the given PIDs: the
 # record of a row itself (whether it describes this row version is liveness.record_matches()'s
-# call), and those showing that a backend took another lock. Missing when our schema or table is
-# gone (DROP SCHEMA ... CASCADE leaves the cluster's function behind): then every row is judged
-# as unrecorded, which never removes a holder that could be slon's.
+# call), and those showing that a backend took another lock. Missing when our schema, our table
+# or a function this query calls is gone (DROP SCHEMA ... CASCADE leaves the cluster's function
+# behind): then every row is judged as unrecorded, which never removes a holder that could be slon's.
 # proves_taken, for another cluster's records: the trigger saw this backend insert that row, and
 # the row is still there as it was. For this cluster's, judge() tells from the rows it has.
 RECORDS = (
@@ -113,7 +113,7 @@ def _records(plpy, plans, cluster, pids):
     try:
         return plpy.execute(_prepared(plpy, plans, "records", RECORDS, ["int4[]", "name"]), [pids, cluster])
     except (plpy.spiexceptions.UndefinedTable, plpy.spiexceptions.InvalidSchemaName,
-            plpy.spiexceptions.UndefinedColumn) as missing:
+            plpy.spiexceptions.UndefinedColumn, plpy.spiexceptions.UndefinedFunction) as missing:
         plans.pop("records", None)
         plpy.warning(
             'slony-nodelock: cluster "%s" cannot read its lock records (%s), so its locks are judged '

@@ -36,7 +36,11 @@ FORKS_BEFORE_LOCAL_LISTEN = 9
 attempt_log: list[int] = []
 
 
-class PidBusy(RuntimeError):
+class PidUnavailable(RuntimeError):
+    """The PID cannot be had for a test: other forks on the machine kept taking it."""
+
+
+class PidBusy(PidUnavailable):
     """The PID to claim belongs to a live process already, so no fork can get it."""
 
 
@@ -83,7 +87,7 @@ class _CounterRestored:
 def pid_control_refusal() -> str | None:
     """Why this run cannot put a process on a chosen PID, or None when it can."""
     if os.environ.get(NO_PID_CONTROL_SWITCH):
-        return f"cannot write {NS_LAST_PID} ({NO_PID_CONTROL_SWITCH} is set)"
+        return f"not writing {NS_LAST_PID}: {NO_PID_CONTROL_SWITCH} is set"
     try:
         NS_LAST_PID.write_text(NS_LAST_PID.read_text().strip())
     except OSError as exc:
@@ -112,7 +116,7 @@ class SleepHolder:
                     attempt_log.append(attempt)
                     return cls(process)
                 process.kill_session()
-        raise RuntimeError(f"could not get pid {pid} in {MAX_ATTEMPTS} attempts")
+        raise PidUnavailable(f"could not get pid {pid} in {MAX_ATTEMPTS} attempts: other forks took it first")
 
     def release(self) -> None:
         self.process.kill_session()
@@ -175,7 +179,7 @@ class BackendHolder:
                 if self._backend_named(trial) == pid:
                     break
             else:
-                raise RuntimeError(f"could not get pid {pid} in {MAX_ATTEMPTS} attempts")
+                raise PidUnavailable(f"could not get pid {pid} in {MAX_ATTEMPTS} attempts: other forks took it first")
         self._send("set application_name = %s;" % sql.quote(self.application_name))
         deadline = time.monotonic() + 10
         while self.watch.execute("select application_name from pg_catalog.pg_stat_activity where pid = %s",
@@ -239,7 +243,8 @@ def start_slon_on_pid(cluster: "SlonyCluster", node_id: int, pid: int) -> "Slon"
                 else:
                     lead = random.choice((short, long_))
                     short, long_ = None, None
-    raise RuntimeError(f"could not start slon {node_id} on pid {pid} in {MAX_ATTEMPTS} attempts")
+    raise PidUnavailable(f"could not start slon {node_id} on pid {pid} in {MAX_ATTEMPTS} attempts: "
+                         "other forks kept shifting it")
 
 
 def _slon_backends(server: PostgresServer) -> set[int]:

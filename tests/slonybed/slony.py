@@ -54,6 +54,15 @@ class Slon:
     def stop(self) -> None:
         self.process.kill_session()
 
+    def wait_log(self, text: str, timeout: float = 15) -> str:
+        """The log once it holds text: slon writes a NOTICE to its log on its own time, which may
+        come after the row change the NOTICE is about is visible."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log):
+            assert time.monotonic() < deadline, f"{text!r} not in slon {self.node_id}'s log after {timeout}s:\n{log}"
+            time.sleep(0.05)
+        return log
+
 
 @dataclass
 class SlonyCluster:

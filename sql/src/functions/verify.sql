@@ -34,6 +34,11 @@ BEGIN
            AND a.attname IN ('cluster_schema', 'nl_nodeid', 'nl_conncnt', 'pid', 'backend_start', 'row_xmin')) <> 6 THEN
         v_kit_problems := v_kit_problems || 'the table slony_nodelock.lock_identity is missing or damaged, so no lock taker is recorded (reinstall: sql/uninstall.sql, then sql/install.sql)'::text;
     END IF;
+    -- Each patched cleanupnodelock() calls it while judging; without it they judge without records.
+    IF pg_catalog.to_regprocedure('slony_nodelock.record_is_current(name,int4,int4,int4,xid)') IS NULL THEN
+        v_kit_problems := v_kit_problems || ('the function slony_nodelock.record_is_current() is missing, so every cleanup '
+                                             'judges its locks without the recorded identities; ' || v_fix);
+    END IF;
     SELECT r.rolname, r.rolsuper INTO v_trigger_owner
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
      WHERE p.oid = pg_catalog.to_regprocedure('slony_nodelock.track_lock_identity()');
