@@ -1,0 +1,66 @@
+"""The container engine and node images, shared by every container test of the run."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from slonybed.engine import (EngineUnavailable, PodmanService, answering_engine_problem, docker_client,
+                             remove_run_containers)
+from slonybed.containerbed import matrix_rows
+from slonybed.images import node_image
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if "containers" in str(item.fspath):
+            item.add_marker(pytest.mark.containers)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[tuple[object, str]]:
+    """(docker client, run id): the engine that answers, else podman's service started here.
+    Every container the run starts carries the run id, and is removed at the end."""
+    service = None
+    if answering_engine_problem() is not None:
+        try:
+            service = PodmanService.start()
+        except EngineUnavailable as exc:
+            pytest.skip(str(exc))
+        # testcontainers finds the engine through DOCKER_HOST; Ryuk, its reaper, would pull an
+        # image from a registry, so the run removes its containers itself.
+        os.environ["DOCKER_HOST"] = service.base_url
+    os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+    client = docker_client(service.base_url if service else None, timeout=900)
+    run_id = uuid.uuid4().hex
+    try:
+        yield client, run_id
+    finally:
+        left = remove_run_containers(client, run_id)
+        client.close()
+        if service is not None:
+            service.stop()
+        assert not left, f"containers left running by the tests: {left}"
+
+
+@pytest.fixture(scope="session")
+def images(engine):
+    """node_image(major) for the run: built once, reused while the recipe is unchanged."""
+    client, _ = engine
+    built: dict[int, str] = {}
+
+    def image(major: int) -> str:
+        if major not in built:
+            built[major] = node_image(client, major)
+        return built[major]
+
+    return image
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if matrix_rows:
+        terminalreporter.write_line("container matrix: cluster | crash-restarts per phase | stock failures | kit failures")
+        for row in matrix_rows:
+            terminalreporter.write_line("  %-10s | %d | %d | %d" % row)

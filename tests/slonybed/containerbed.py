@@ -1,0 +1,190 @@
+"""The container bed: each Slony node is a container of its PostgreSQL major's node image, started
+through testcontainers, with slon running inside it as the node's init starts it. A crash is a
+kill and a start of the container; PID reuse comes from the container's fresh PID namespace, with
+nothing forced.
+
+Every connection stays on 127.0.0.1: the containers share the host's network, one port per node.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from .bed import REPO
+from .engine import RUN_LABEL
+from .postgres import free_port
+from .slony import DUPLICATE_LOCK, TABLE
+
+DATABASE = "slony_test"
+HOME = "/var/lib/postgresql"
+WAIT = 60
+
+# One row per cluster of the container matrix: (cluster, crash-restarts per phase, stock
+# failures, kit failures), printed at the end of the run.
+matrix_rows: list[tuple[str, int, int, int]] = []
+
+
+@dataclass
+class ContainerNode:
+    node_id: int
+    major: int
+    image: str
+    run_id: str
+    port: int = field(default_factory=free_port)
+    container: object = None
+
+    def start(self) -> None:
+        from testcontainers.core.container import DockerContainer
+
+        self.container = (
+            DockerContainer(self.image)
+            .with_env("PGPORT", str(self.port))
+            .with_volume_mapping(str(REPO / "sql"), "/kit/sql", "ro")
+            .with_kwargs(network_mode="host", labels={RUN_LABEL: self.run_id})
+        )
+        self.container.start()
+        self.wait_ready()
+
+    def conninfo(self, dbname: str = DATABASE) -> str:
+        return make_conninfo(host="127.0.0.1", port=self.port, dbname=dbname, user="postgres")
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                with psycopg.connect(self.conninfo("postgres"), connect_timeout=2):
+                    return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"node {self.node_id} (PostgreSQL {self.major}) did not accept "
+                                         f"connections in {WAIT}s: {exc}\n{self.logs()}") from exc
+                time.sleep(0.2)
+
+    def logs(self) -> str:
+        out, err = self.container.get_logs()
+        return (out or b"").decode(errors="replace") + (err or b"").decode(errors="replace")
+
+    def query(self, sql: str, params: tuple | None = None, dbname: str = DATABASE) -> list[tuple]:
+        with psycopg.connect(self.conninfo(dbname), autocommit=True, connect_timeout=5) as conn:
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def sh(self, script: str) -> tuple[int, str]:
+        code, output = self.container.exec(["sh", "-c", script])
+        return code, output.decode(errors="replace")
+
+    def psql_file(self, path: str) -> tuple[int, str]:
+        return self.sh(f"psql -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p {self.port} -U postgres -d {DATABASE} "
+                       f"-f {shlex.quote(path)} 2>&1")
+
+    def set_up_slon(self, cluster: str) -> None:
+        """Give the node its slon, as its init config: started now, and at every boot."""
+        env = f"SLON_CLUSTER={shlex.quote(cluster)}\nSLON_CONNINFO={shlex.quote(self.conninfo())}\n"
+        code, out = self.sh(f"printf %s {shlex.quote(env)} > {HOME}/slon.env && node-entrypoint slon")
+        assert code == 0, out
+
+    def restart_slon(self) -> None:
+        code, out = self.sh(f"kill $(cat {HOME}/slon.pid) 2>/dev/null; "
+                            f"for i in $(seq 100); do [ -s {HOME}/slon.exit ] && break; sleep 0.1; done; "
+                            "node-entrypoint slon")
+        assert code == 0, out
+
+    def slon_log(self) -> str:
+        return self.sh(f"cat {HOME}/slon.log 2>/dev/null")[1]
+
+    def slon_exit(self) -> int | None:
+        code, out = self.sh(f"cat {HOME}/slon.exit 2>/dev/null")
+        return int(out) if code == 0 and out.strip() else None
+
+    def crash_restart(self) -> None:
+        """A power cut and a reboot: SIGKILL to everything in the container, then a fresh start.
+        testcontainers has no kill or restart of a running container, so its docker-py object is
+        used for these two calls."""
+        wrapped = self.container.get_wrapped_container()
+        wrapped.kill()
+        wrapped.wait(timeout=WAIT)
+        wrapped.start()
+        self.wait_ready()
+
+    def stop(self) -> None:
+        if self.container is not None:
+            self.container.stop()
+
+
+@dataclass
+class ContainerCluster:
+    """A Slony cluster over container nodes: node 1 is the origin."""
+
+    nodes: dict[int, ContainerNode]
+    name: str = "bed"
+
+    @property
+    def schema(self) -> str:
+        return "_" + self.name
+
+    def slonik(self, body: str) -> str:
+        preamble = [f"cluster name = {self.name};"] + [
+            f"node {n} admin conninfo = '{node.conninfo()}';" for n, node in self.nodes.items()]
+        script = "\n".join(preamble) + "\n" + body
+        code, out = self.nodes[1].sh(f"printf %s {shlex.quote(script)} | timeout 180 slonik 2>&1")
+        assert code == 0, f"slonik failed ({code}):\n{script}\n{out}"
+        return out
+
+    def build_replicating(self) -> None:
+        for node in self.nodes.values():
+            node.query(f"create database {DATABASE}", dbname="postgres")
+            node.query(f"create table {TABLE} (id serial primary key, note text)")
+        others = [n for n in self.nodes if n != 1]
+        self.slonik("init cluster (id = 1, comment = 'node 1');\n" + "".join(
+            f"store node (id = {n}, comment = 'node {n}', event node = 1);\n"
+            f"store path (server = 1, client = {n}, conninfo = '{self.nodes[1].conninfo()}');\n"
+            f"store path (server = {n}, client = 1, conninfo = '{self.nodes[n].conninfo()}');\n" for n in others)
+            + f"create set (id = 1, origin = 1, comment = 'bed set');\n"
+              f"set add table (set id = 1, origin = 1, id = 1, fully qualified name = '{TABLE}');\n")
+        for node in self.nodes.values():
+            node.set_up_slon(self.name)
+        for n in others:
+            self.slonik(f"subscribe set (id = 1, provider = 1, receiver = {n}, forward = no);\n"
+                        f"sync (id = 1);\nwait for event (origin = 1, confirmed = {n}, wait on = 1, timeout = 120);\n")
+        for n in others:
+            self.assert_replicates(1, n)
+
+    def own_lock_pid(self, node_id: int) -> int | None:
+        rows = self.nodes[node_id].query(
+            f"select nl_backendpid from {self.schema}.sl_nodelock where nl_nodeid = %s and nl_conncnt = 0",
+            (node_id,))
+        return rows[0][0] if rows else None
+
+    def wait_slon_outcome(self, node_id: int, since: str, timeout: float = WAIT) -> str:
+        """'runs' once the node's slon holds its lock with a backend started after since (the
+        node's boot), or 'refused' once it has exited on the duplicate key."""
+        node = self.nodes[node_id]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if node.slon_exit() is not None:
+                assert DUPLICATE_LOCK in node.slon_log(), node.slon_log()[-3000:]
+                return "refused"
+            pid = self.own_lock_pid(node_id)
+            if pid is not None and node.query(
+                    "select 1 from pg_catalog.pg_stat_activity where pid = %s and application_name = "
+                    "'slon.local_listen' and backend_start >= %s::timestamptz", (pid, since)):
+                return "runs"
+            time.sleep(0.2)
+        raise AssertionError(f"node {node_id}'s slon neither ran nor gave up in {timeout}s:\n"
+                             f"{node.slon_log()[-3000:]}")
+
+    def assert_replicates(self, origin: int, subscriber: int, timeout: float = 120) -> None:
+        note = f"probe-{uuid.uuid4()}"
+        self.nodes[origin].query(f"insert into {TABLE} (note) values (%s)", (note,))
+        deadline = time.monotonic() + timeout
+        while not self.nodes[subscriber].query(f"select 1 from {TABLE} where note = %s", (note,)):
+            assert time.monotonic() < deadline, (
+                f"{note} did not reach node {subscriber} in {timeout}s:\n"
+                + "\n".join(f"--- node {n}:\n{node.slon_log()[-2000:]}" for n, node in self.nodes.items()))
+            time.sleep(0.3)

@@ -1,0 +1,109 @@
+"""Node images for the container tests, one per PostgreSQL major, built without a registry.
+
+The recipe is tests/containers/node.Dockerfile. Where a registry answers it starts FROM Debian's
+image; here its base is a minimal Debian root made by debootstrap from Debian's archive and
+imported into the engine. An image is reused while its recipe is unchanged: the recipe's hash is
+kept in a label, so a second run builds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .bed import REPO
+
+RECIPE_DIR = REPO / "tests" / "containers"
+RECIPE_FILES = ("node.Dockerfile", "node-entrypoint")
+# The Debian release that packages Slony-I for each PostgreSQL major.
+RELEASE_OF_MAJOR = {13: "bullseye", 15: "bookworm", 17: "trixie"}
+MIRROR = "http://deb.debian.org/debian"
+RECIPE_LABEL = "org.slony-nodelock.recipe"
+BUILD_TIMEOUT = 900
+
+
+def node_tag(major: int) -> str:
+    return f"localhost/slony-nodelock/node:pg{major}"
+
+
+def base_tag(release: str) -> str:
+    # localhost/: a name no registry is asked for, by podman or by Docker.
+    return f"localhost/slony-nodelock/base:{release}"
+
+
+def recipe_hash(major: int) -> str:
+    digest = hashlib.sha256(f"{major} {RELEASE_OF_MAJOR[major]}\n".encode())
+    for name in RECIPE_FILES:
+        digest.update((RECIPE_DIR / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _image(client, tag: str):
+    import docker.errors
+
+    try:
+        return client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def base_image(client, release: str) -> str:
+    """A minimal Debian root of release, as an image; made once, by debootstrap."""
+    tag = base_tag(release)
+    if _image(client, tag) is None:
+        if shutil.which("debootstrap") is None:
+            raise RuntimeError("debootstrap is not installed (as root: apt-get install debootstrap)")
+        with tempfile.TemporaryDirectory(prefix="slony-nodelock-base-", dir="/var/tmp") as work:
+            root, tar = Path(work) / "root", Path(work) / "root.tar"
+            result = subprocess.run(["debootstrap", "--variant=minbase", release, str(root), MIRROR],
+                                    capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+            if result.returncode != 0:
+                raise RuntimeError(f"debootstrap {release} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+            subprocess.run(["tar", "-C", str(root), "-cf", str(tar), "."], check=True, timeout=BUILD_TIMEOUT)
+            # docker-py has no wrapper for an import from a file; the low-level API call is it.
+            # podman's Docker API ignores the name asked for, so the image is named afterwards.
+            with open(tar, "rb") as data:
+                reply = client.api.import_image_from_data(data)
+            image_id = _imported_id(reply)
+            client.images.get(image_id).tag(tag.rsplit(":", 1)[0], release)
+            if not any(t == tag for t in client.images.get(image_id).tags):
+                raise RuntimeError(f"the imported image {image_id} did not take the name {tag}")
+            _untag_all_but(client, image_id, tag)
+    return tag
+
+
+def _imported_id(reply) -> str:
+    """The image id in an import's reply: JSON lines, one of which carries it."""
+    import json
+
+    text = reply if isinstance(reply, str) else reply.decode() if isinstance(reply, bytes) else str(reply)
+    for line in reversed(text.strip().splitlines()):
+        message = json.loads(line)
+        for key in ("id", "Id", "status"):
+            value = str(message.get(key, ""))
+            if value.startswith("sha256:") or len(value) == 64:
+                return value
+    raise RuntimeError(f"no image id in the engine's reply to an import: {text[:300]}")
+
+
+def _untag_all_but(client, image_id: str, keep: str) -> None:
+    for other in client.images.get(image_id).tags:
+        if other != keep:
+            client.images.remove(other)
+
+
+def node_image(client, major: int) -> str:
+    """The node image for major, built unless one with the same recipe is there already."""
+    tag, wanted = node_tag(major), recipe_hash(major)
+    image = _image(client, tag)
+    if image is not None and image.labels.get(RECIPE_LABEL) == wanted:
+        return tag
+    base = base_image(client, RELEASE_OF_MAJOR[major])
+    client.images.build(
+        path=str(RECIPE_DIR), dockerfile="node.Dockerfile", tag=tag, rm=True, forcerm=True,
+        buildargs={"BASE": base, "PG_MAJOR": str(major)}, labels={RECIPE_LABEL: wanted},
+        network_mode="host", timeout=BUILD_TIMEOUT)
+    return tag
