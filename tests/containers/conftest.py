@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -42,7 +45,7 @@ def engine() -> Iterator[tuple[object, str]]:
         client.close()
         if service is not None:
             service.stop()
-        assert not left, f"containers left running by the tests: {left}"
+        assert not left, "the container tests left behind:\n" + "\n".join(left)
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +62,18 @@ def images(engine):
     return image
 
 
+@pytest.fixture
+def control_root() -> Iterator[Path]:
+    """A directory for the test's nodes' /control directories, removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="slony-nodelock-containers-"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if matrix_rows:
-        terminalreporter.write_line("container matrix: cluster | crash-restarts per phase | stock failures | kit failures")
+        terminalreporter.write_line("container matrix: cluster | stock: restarts, slon refused | kit: restarts, slon refused")
         for row in matrix_rows:
-            terminalreporter.write_line("  %-10s | %d | %d | %d" % row)
+            terminalreporter.write_line("  %-10s | %d, %d | %d, %d" % row)

@@ -9,46 +9,55 @@ Every connection stays on 127.0.0.1: the containers share the host's network, on
 from __future__ import annotations
 
 import shlex
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
 from .bed import REPO
-from .engine import RUN_LABEL
+from .engine import RUN_LABEL, note_started
 from .postgres import free_port
 from .slony import DUPLICATE_LOCK, TABLE
 
 DATABASE = "slony_test"
-HOME = "/var/lib/postgresql"
 WAIT = 60
 
-# One row per cluster of the container matrix: (cluster, crash-restarts per phase, stock
-# failures, kit failures), printed at the end of the run.
-matrix_rows: list[tuple[str, int, int, int]] = []
+# One row per cluster of the container matrix: (cluster, stock restarts, stock refusals, kit
+# restarts, kit refusals), printed at the end of the run.
+matrix_rows: list[tuple[str, int, int, int, int]] = []
 
 
 @dataclass
 class ContainerNode:
+    """One node's container. Its /control directory is a directory of ours, through which its
+    init is asked to start and stop slon and tells how slon ended (see node-entrypoint): no
+    command is exec'd into the container, since each exec leaves an engine monitor process
+    (podman's conmon) running for minutes after it."""
+
     node_id: int
     major: int
     image: str
     run_id: str
+    control: Path
     port: int = field(default_factory=free_port)
     container: object = None
 
     def start(self) -> None:
         from testcontainers.core.container import DockerContainer
 
+        self.control.mkdir(parents=True, exist_ok=True)
         self.container = (
             DockerContainer(self.image)
             .with_env("PGPORT", str(self.port))
-            .with_volume_mapping(str(REPO / "sql"), "/kit/sql", "ro")
+            .with_volume_mapping(str(self.control), "/control", "rw")
             .with_kwargs(network_mode="host", labels={RUN_LABEL: self.run_id})
         )
         self.container.start()
+        note_started(self.run_id, self.container.get_wrapped_container().id)
         self.wait_ready()
 
     def conninfo(self, dbname: str = DATABASE) -> str:
@@ -75,32 +84,50 @@ class ContainerNode:
             cur = conn.execute(sql, params)
             return cur.fetchall() if cur.description else []
 
-    def sh(self, script: str) -> tuple[int, str]:
-        code, output = self.container.exec(["sh", "-c", script])
-        return code, output.decode(errors="replace")
+    def psql_file(self, path: Path) -> subprocess.CompletedProcess:
+        """Run a script as an operator does, with the host's psql over TCP."""
+        return subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", self.conninfo(), "-f", str(path)],
+                              capture_output=True, text=True, timeout=120)
 
-    def psql_file(self, path: str) -> tuple[int, str]:
-        return self.sh(f"psql -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p {self.port} -U postgres -d {DATABASE} "
-                       f"-f {shlex.quote(path)} 2>&1")
+    def _ask(self, request: str, timeout: float = 30) -> None:
+        """Leave a request file for the node's init and wait until it has taken it."""
+        flag = self.control / request
+        flag.touch()
+        deadline = time.monotonic() + timeout
+        while flag.exists():
+            assert time.monotonic() < deadline, f"node {self.node_id}'s init did not take {request} in {timeout}s"
+            time.sleep(0.05)
 
     def set_up_slon(self, cluster: str) -> None:
         """Give the node its slon, as its init config: started now, and at every boot."""
-        env = f"SLON_CLUSTER={shlex.quote(cluster)}\nSLON_CONNINFO={shlex.quote(self.conninfo())}\n"
-        code, out = self.sh(f"printf %s {shlex.quote(env)} > {HOME}/slon.env && node-entrypoint slon")
-        assert code == 0, out
+        (self.control / "slon.env").write_text(
+            f"SLON_CLUSTER={shlex.quote(cluster)}\nSLON_CONNINFO={shlex.quote(self.conninfo())}\n")
+        self._ask("slon.start")
+
+    def stop_slon(self, timeout: float = 30) -> None:
+        """Stop the node's slon if it runs."""
+        if self.slon_exit() is None:
+            self._ask("slon.stop")
+            deadline = time.monotonic() + timeout
+            while self.slon_exit() is None:
+                assert time.monotonic() < deadline, f"node {self.node_id}'s slon did not stop in {timeout}s"
+                time.sleep(0.05)
 
     def restart_slon(self) -> None:
-        code, out = self.sh(f"kill $(cat {HOME}/slon.pid) 2>/dev/null; "
-                            f"for i in $(seq 100); do [ -s {HOME}/slon.exit ] && break; sleep 0.1; done; "
-                            "node-entrypoint slon")
-        assert code == 0, out
+        """Stop the node's slon if it runs, and have its init start it again."""
+        self.stop_slon()
+        self._ask("slon.start")
 
     def slon_log(self) -> str:
-        return self.sh(f"cat {HOME}/slon.log 2>/dev/null")[1]
+        path = self.control / "slon.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def slon_exit(self) -> int | None:
-        code, out = self.sh(f"cat {HOME}/slon.exit 2>/dev/null")
-        return int(out) if code == 0 and out.strip() else None
+        try:
+            text = (self.control / "slon.exit").read_text().strip()
+        except FileNotFoundError:
+            return None
+        return int(text) if text else None
 
     def crash_restart(self) -> None:
         """A power cut and a reboot: SIGKILL to everything in the container, then a fresh start.
@@ -111,6 +138,24 @@ class ContainerNode:
         wrapped.wait(timeout=WAIT)
         wrapped.start()
         self.wait_ready()
+
+    def run_once(self, entrypoint: str, *args: str, timeout: float = 180) -> tuple[int, str]:
+        """Run one of the node image's programs (slonik, slon) in a container of its own, which is
+        removed afterwards: the program must be the node's Slony release. testcontainers has no
+        wait for a container's exit, so docker-py's is used for it."""
+        from testcontainers.core.container import DockerContainer
+
+        once = (DockerContainer(self.image)
+                .with_command(list(args))
+                .with_volume_mapping(str(self.control), "/control", "rw")
+                .with_kwargs(entrypoint=[entrypoint], network_mode="host", labels={RUN_LABEL: self.run_id}))
+        once.start()
+        try:
+            note_started(self.run_id, once.get_wrapped_container().id)
+            code = once.get_wrapped_container().wait(timeout=timeout)["StatusCode"]
+            return code, once.get_wrapped_container().logs().decode(errors="replace")
+        finally:
+            once.stop()
 
     def stop(self) -> None:
         if self.container is not None:
@@ -132,7 +177,8 @@ class ContainerCluster:
         preamble = [f"cluster name = {self.name};"] + [
             f"node {n} admin conninfo = '{node.conninfo()}';" for n, node in self.nodes.items()]
         script = "\n".join(preamble) + "\n" + body
-        code, out = self.nodes[1].sh(f"printf %s {shlex.quote(script)} | timeout 180 slonik 2>&1")
+        (self.nodes[1].control / "script.slonik").write_text(script)
+        code, out = self.nodes[1].run_once("slonik", "/control/script.slonik")
         assert code == 0, f"slonik failed ({code}):\n{script}\n{out}"
         return out
 

@@ -128,10 +128,36 @@ class PodmanService:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def remove_run_containers(client, run_id: str) -> list[str]:
-    """Remove every container of this run, running or not; return their names."""
-    removed = []
-    for container in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}):
+def remove_run_containers(client, run_id: str, timeout: float = 30) -> list[str]:
+    """Remove every container of this run, running or not, and wait until no host process
+    (the engine's conmon monitors among them) names one; return what was left behind."""
+    containers = client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+    left = [f"container {c.name}" for c in containers]
+    ids = [c.id for c in containers] + list(_started_ids.get(run_id, ()))
+    for container in containers:
         container.remove(force=True)
-        removed.append(container.name)
-    return removed
+    deadline = time.monotonic() + timeout
+    while (processes := _processes_naming(ids)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left + [f"process {p}" for p in processes]
+
+
+# Ids of the containers each run started, kept so that processes can be checked after removal.
+_started_ids: dict[str, set[str]] = {}
+
+
+def note_started(run_id: str, container_id: str) -> None:
+    _started_ids.setdefault(run_id, set()).add(container_id)
+
+
+def _processes_naming(ids: list[str]) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if any(i in args for i in ids):
+                found.append(f"{entry.name}: {args[:120]}")
+    return found
