@@ -8,24 +8,11 @@ import time
 import pytest
 
 from slonybed.bed import REPO
-
-
-def _docker_engine_problem() -> str | None:
-    """None if a Docker engine answers within seconds, else why not. Never raises or hangs."""
-    try:
-        import docker
-        client = docker.from_env(timeout=5)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except Exception as exc:  # the client raises several kinds; any of them means "no engine"
-        return f"{type(exc).__name__}: {exc}"
-    return None
+from slonybed.engine import answering_engine_problem
 
 
 def test_install_sql_runs_in_the_compose_node():
-    problem = _docker_engine_problem()
+    problem = answering_engine_problem()
     if problem:
         pytest.skip(f"no Docker engine: {problem}")
     from testcontainers.compose import DockerCompose
