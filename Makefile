@@ -32,7 +32,7 @@ test: system-packages venv
 # Slony nodes as containers of PostgreSQL 13, 15 and 17 (issue 7, in progress): the engine that
 # answers, else podman's, started for the run; node images built without a registry and cached.
 test-containers: system-packages venv
-	@tests/bin/ensure-debian-packages podman runc debootstrap
+	@tests/bin/ensure-debian-packages podman runc debootstrap docker-compose
 	@$(PY) -m pytest -m containers tests/containers $(PYTEST_ARGS)
 
 # make demo ARGS=--keep leaves the cluster running and prints how to reach and stop it.
