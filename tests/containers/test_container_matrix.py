@@ -13,7 +13,7 @@ import pytest
 from slonybed.containerbed import ContainerCluster, ContainerNode, matrix_rows
 from slonybed.bed import INSTALL_SQL, UNINSTALL_SQL
 from slonybed.slony import DUPLICATE_LOCK
-from test_install import FUNCTION_STATE
+from test_upgrade_from_release import SLONY_FUNCTIONS
 
 # Stock fails on every other restart (see README), so five give it two chances at least.
 STOCK_CRASHES = 5
@@ -36,11 +36,14 @@ def crash_restarts(cluster: ContainerCluster, times: int) -> int:
     for _ in range(times):
         node2.stop_slon()
         boot = node1.query("select pg_catalog.now()::text")[0][0]
+        _, stale_row = cluster.own_lock(1)
+        log_from = len(node1.slon_log())
         node1.crash_restart()
-        if cluster.wait_slon_outcome(1, boot) == "refused":
+        if cluster.wait_slon_outcome(1, boot, stale_row, log_from) == "refused":
             refused += 1
+            log_from = len(node1.slon_log())
             node1.restart_slon()
-            assert cluster.wait_slon_outcome(1, boot) == "runs"
+            assert cluster.wait_slon_outcome(1, boot, stale_row, log_from) == "runs"
         node2.restart_slon()
         cluster.assert_replicates(1, 2)
     return refused
@@ -58,7 +61,7 @@ def test_stock_slon_fails_after_container_restarts_and_the_kit_makes_it_start_ev
             node.start()
         cluster = ContainerCluster(nodes)
         cluster.build_replicating()
-        stock = {n: node.query(FUNCTION_STATE, ("_bed",)) for n, node in nodes.items()}
+        stock = {n: node.query(SLONY_FUNCTIONS) for n, node in nodes.items()}
 
         stock_failures = crash_restarts(cluster, STOCK_CRASHES)
 
@@ -84,7 +87,8 @@ def test_stock_slon_fails_after_container_restarts_and_the_kit_makes_it_start_ev
         for n, node in nodes.items():
             result = node.psql_file(UNINSTALL_SQL)
             assert result.returncode == 0, result.stdout + result.stderr
-            assert node.query(FUNCTION_STATE, ("_bed",)) == stock[n]
+            assert node.query(SLONY_FUNCTIONS) == stock[n]
+            assert node.query("select pg_catalog.to_regnamespace('slony_nodelock')") == [(None,)]
     finally:
         for node in nodes.values():
             node.stop()

@@ -136,6 +136,8 @@ class ContainerNode:
         wrapped = self.container.get_wrapped_container()
         wrapped.kill()
         wrapped.wait(timeout=WAIT)
+        # How the killed boot's slon ended is void: this boot's is what counts.
+        (self.control / "slon.exit").unlink(missing_ok=True)
         wrapped.start()
         self.wait_ready()
 
@@ -202,24 +204,31 @@ class ContainerCluster:
             self.assert_replicates(1, n)
 
     def own_lock_pid(self, node_id: int) -> int | None:
-        rows = self.nodes[node_id].query(
-            f"select nl_backendpid from {self.schema}.sl_nodelock where nl_nodeid = %s and nl_conncnt = 0",
-            (node_id,))
-        return rows[0][0] if rows else None
+        row = self.own_lock(node_id)
+        return row[0] if row else None
 
-    def wait_slon_outcome(self, node_id: int, since: str, timeout: float = WAIT) -> str:
-        """'runs' once the node's slon holds its lock with a backend started after since (the
-        node's boot), or 'refused' once it has exited on the duplicate key."""
+    def own_lock(self, node_id: int) -> tuple[int, str] | None:
+        """(PID, row version) of the node's own lock row, if there is one."""
+        rows = self.nodes[node_id].query(
+            f"select nl_backendpid, xmin::text from {self.schema}.sl_nodelock where nl_nodeid = %s and nl_conncnt = 0",
+            (node_id,))
+        return rows[0] if rows else None
+
+    def wait_slon_outcome(self, node_id: int, since: str, stale_row: str | None, log_from: int,
+                          timeout: float = WAIT) -> str:
+        """'runs' once the node's slon holds a lock row it took itself (not stale_row, the row
+        version left before the crash) with a backend started after since (the node's boot), or
+        'refused' once it has exited on the duplicate key, as its log from log_from says."""
         node = self.nodes[node_id]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if node.slon_exit() is not None:
-                assert DUPLICATE_LOCK in node.slon_log(), node.slon_log()[-3000:]
+                assert DUPLICATE_LOCK in node.slon_log()[log_from:], node.slon_log()[log_from:][-3000:]
                 return "refused"
-            pid = self.own_lock_pid(node_id)
-            if pid is not None and node.query(
+            lock = self.own_lock(node_id)
+            if lock is not None and lock[1] != stale_row and node.query(
                     "select 1 from pg_catalog.pg_stat_activity where pid = %s and application_name = "
-                    "'slon.local_listen' and backend_start >= %s::timestamptz", (pid, since)):
+                    "'slon.local_listen' and backend_start >= %s::timestamptz", (lock[0], since)):
                 return "runs"
             time.sleep(0.2)
         raise AssertionError(f"node {node_id}'s slon neither ran nor gave up in {timeout}s:\n"

@@ -1,9 +1,9 @@
 """A Docker-API container engine for the container tests: one that already answers (Docker, say),
 or else a podman service this run starts on a private socket and stops when it is done.
 
-Nothing system-wide is changed: podman reads a private containers.conf named by CONTAINERS_CONF,
-the socket lives in a directory of the run's own, and only the variables of this process point
-testcontainers at it.
+podman reads a private containers.conf named by CONTAINERS_CONF, the socket lives in a directory
+of the run's own, and only the variables of this process point testcontainers at it. Its image
+store is the system's (/var/lib/containers, as root), where the node images stay cached.
 """
 
 from __future__ import annotations

@@ -25,6 +25,23 @@ RECIPE_LABEL = "org.slony-nodelock.recipe"
 BUILD_TIMEOUT = 900
 
 
+def build_problem() -> str | None:
+    """Why images cannot be built on this machine, or None: what a skip may say. Anything else
+    that fails a build is a fault of the recipe."""
+    import os
+    import urllib.request
+
+    if os.geteuid() != 0:
+        return "debootstrap needs root"
+    if shutil.which("debootstrap") is None:
+        return "debootstrap is not installed (as root: apt-get install debootstrap)"
+    try:
+        urllib.request.urlopen(f"{MIRROR}/dists/bookworm/Release", timeout=10).close()
+    except OSError as exc:
+        return f"Debian's archive {MIRROR} cannot be reached: {exc}"
+    return None
+
+
 def node_tag(major: int) -> str:
     return f"localhost/slony-nodelock/node:pg{major}"
 
