@@ -36,11 +36,11 @@ def docker_client(base_url: str | None = None, timeout: float = 5):
     return docker.DockerClient(base_url=base_url, timeout=timeout) if base_url else docker.from_env(timeout=timeout)
 
 
-def answering_engine_problem() -> str | None:
-    """None if the Docker-API engine of this environment (DOCKER_HOST, or Docker's socket)
-    answers within seconds, else why not. Never raises or hangs."""
+def answering_engine_problem(base_url: str | None = None) -> str | None:
+    """None if the Docker-API engine at base_url (by default this environment's: DOCKER_HOST, or
+    Docker's socket) answers within seconds, else why not. Never raises or hangs."""
     try:
-        client = docker_client()
+        client = docker_client(base_url)
         try:
             client.ping()
         finally:
@@ -95,7 +95,7 @@ class PodmanService:
         service = cls(directory, process)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
-            problem = service.problem()
+            problem = answering_engine_problem(service.base_url)
             if problem is None:
                 return service
             if process.poll() is not None or time.monotonic() > deadline:
@@ -104,17 +104,6 @@ class PodmanService:
                 raise EngineUnavailable(f"podman's service did not answer in {START_TIMEOUT}s: "
                                         f"{text[-1] if text else problem}")
             time.sleep(0.2)
-
-    def problem(self) -> str | None:
-        try:
-            client = docker_client(self.base_url)
-            try:
-                client.ping()
-            finally:
-                client.close()
-        except Exception as exc:  # any failure means "not (yet) answering"
-            return f"{type(exc).__name__}: {exc}"
-        return None
 
     def stop(self) -> None:
         try:

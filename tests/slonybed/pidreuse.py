@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from .postgres import PostgresServer
-from .processes import SessionProcess
+from .processes import SessionProcess, process_args
 
 if TYPE_CHECKING:
     from .slony import Slon, SlonyCluster
@@ -52,20 +52,11 @@ BUSY_GRACE = 10
 NO_PID_CONTROL_SWITCH = "SLONYBED_NO_PID_CONTROL"
 
 
-def _holder_of(pid: int) -> str | None:
-    """What holds pid now, or None when it is free."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip() \
-            or "a process without a command line"
-    except OSError:
-        return None
-
-
 def _prepare_next_fork(pid: int, forks_before: int = 0) -> None:
     """Make the fork that comes forks_before forks from now get pid, if nothing else forks.
     Waits a little for pid to be free; raises PidBusy if some live process keeps it."""
     deadline = time.monotonic() + BUSY_GRACE
-    while (holder := _holder_of(pid)) is not None:
+    while (holder := process_args(pid)) is not None:
         if time.monotonic() > deadline:
             raise PidBusy(f"pid {pid} to be reused is held by another live process ({holder})")
         time.sleep(0.05)

@@ -169,10 +169,15 @@ def _process_info(pid: int) -> tuple[int, int, int, str] | None:
     return uid, parent, session, args
 
 
+def process_args(pid: int) -> str | None:
+    """The command line of a live process, or None when pid is free."""
+    info = _process_info(pid)
+    return info[3] if info else None
+
+
 def command_line(pid: int) -> str:
     """The command line of a live process, for messages."""
-    info = _process_info(pid)
-    return info[3] if info else "(no such process)"
+    return process_args(pid) or "(no such process)"
 
 
 @dataclass
