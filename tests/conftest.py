@@ -13,6 +13,8 @@ import pytest
 
 from slonybed import SlonyBed
 from slonybed.bed import REPO, created_roots
+from slonybed.containerbed import matrix_rows
+from slonybed.postgres import remove_shared_template
 from slonybed.pidreuse import PidUnavailable, attempt_log, pid_control_refusal
 from slonybed.processes import ProcessLedger
 
@@ -24,8 +26,9 @@ def nothing_outlives_the_suite() -> Iterator[None]:
     directories count, so another run on the same machine cannot fail this one."""
     ledger = ProcessLedger()
     yield
+    template = remove_shared_template()
     left = [f"process {s}" for s in ledger.wait_for_none()]
-    left += [f"directory {d}" for d in created_roots if d.exists()]
+    left += [f"directory {d}" for d in [*created_roots, template] if d is not None and d.exists()]
     assert not left, "the test run left these behind:\n" + "\n".join(left)
 
 
@@ -81,7 +84,43 @@ def pytest_runtest_call(item):
         pytest.skip(str(unavailable))
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """The container tests first, each followed by a host-process test: they are the longest, and
+    with make test's --maxschedchunk 1 xdist starts every worker on such a pair (two tests per
+    worker, in order), so that each worker begins with a container test instead of one worker
+    queueing them all; the paired host test runs after it, and the rest as workers free up."""
+    # compose last: it needs two node images that the matrix tests build meanwhile.
+    containers = sorted((i for i in items if "containers" in i.path.parts), key=lambda i: "compose" in i.name)
+    rest = [i for i in items if "containers" not in i.path.parts]
+    paired = [i for pair in zip(containers, rest) for i in pair]
+    items[:] = paired + containers[len(rest):] + rest[len(containers):]
+
+
+def _figures() -> dict[str, list]:
+    """What each test process counts for the closing summary; under xdist the workers hand their
+    counts to the controlling process, which prints them."""
+    return {"pid_attempts": attempt_log, "container_matrix": matrix_rows}
+
+
+def pytest_sessionfinish(session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput.update({name: list(values) for name, values in _figures().items()})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    received = getattr(node, "workeroutput", {}) or {}
+    for name, values in _figures().items():
+        values.extend(tuple(v) if isinstance(v, list) else v for v in received.get(name, ()))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
+    if matrix_rows:
+        terminalreporter.write_line("container matrix: cluster | stock: crash-restarts, slon refused "
+                                    "| kit: crash-restarts, stale PID in use, slon refused")
+        for row in sorted(matrix_rows):
+            terminalreporter.write_line("  %-10s | %d, %d | %d, %d, %d" % row)
     if attempt_log:
         retried = sum(1 for a in attempt_log if a > 1)
         terminalreporter.write_line(

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from slonybed.engine import (EngineUnavailable, PodmanService, answering_engine_problem, docker_client,
-                             remove_run_containers)
-from slonybed.containerbed import matrix_rows
-from slonybed.images import build_problem, node_image
+from slonybed.engine import (ENGINE_PROBLEM_VARIABLE, EngineUnavailable, PodmanService,
+                             answering_engine_problem, docker_client, remove_run_leftovers, worker_run_id)
+from slonybed.images import ImagesUnavailable, node_image
 
 def pytest_collection_modifyitems(items) -> None:
     here = Path(__file__).parent
@@ -25,43 +24,49 @@ def pytest_collection_modifyitems(items) -> None:
 
 @pytest.fixture(scope="session")
 def engine() -> Iterator[tuple[object, str]]:
-    """(docker client, run id): the engine that answers, else podman's service started here.
-    Every container the run starts carries the run id, and is removed at the end."""
+    """(docker client, run id): the engine that answers (make test's wrapper,
+    tests/bin/with-container-engine, starts podman's when none does), else, for a bare pytest run,
+    podman's service started here. Every container this process starts carries the run id, and is
+    removed at the end."""
+    if os.environ.get(ENGINE_PROBLEM_VARIABLE):
+        pytest.skip(f"no container engine: {os.environ[ENGINE_PROBLEM_VARIABLE]}")
     service = None
     if answering_engine_problem() is not None:
         try:
             service = PodmanService.start()
         except EngineUnavailable as exc:
             pytest.skip(str(exc))
-        # testcontainers finds the engine through DOCKER_HOST; Ryuk, its reaper, would pull an
-        # image from a registry, so the run removes its containers itself.
         os.environ["DOCKER_HOST"] = service.base_url
+    # Ryuk, testcontainers' reaper, would pull an image from a registry; the run removes its
+    # containers itself.
     os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
     client = docker_client(service.base_url if service else None, timeout=900)
-    run_id = uuid.uuid4().hex
+    run_id = worker_run_id()
     try:
         yield client, run_id
     finally:
-        left = remove_run_containers(client, run_id)
+        left = remove_run_leftovers(client, run_id)
         client.close()
         if service is not None:
-            service.stop()
+            left += [f"engine process {p}" for p in service.stop()]
         assert not left, "the container tests left behind:\n" + "\n".join(left)
 
 
 @pytest.fixture(scope="session")
 def images(engine):
-    """node_image(major) for the run: built once, reused while the recipe is unchanged."""
+    """node_image(major) for the run: built once, reused while the recipe is unchanged. Only the
+    causes images.build_problem() checks (not root, no debootstrap, Debian's archive out of reach)
+    make a test skip, and only when an image is missing; any other build failure is the recipe's,
+    and fails."""
     client, _ = engine
     built: dict[int, str] = {}
-    # Only causes checked beforehand are skips; any other build failure is the recipe's, and fails.
-    problem = build_problem()
-    if problem is not None:
-        pytest.skip(f"node images cannot be built here: {problem}")
 
     def image(major: int) -> str:
         if major not in built:
-            built[major] = node_image(client, major)
+            try:
+                built[major] = node_image(client, major)
+            except ImagesUnavailable as exc:
+                pytest.skip(str(exc))
         return built[major]
 
     return image
@@ -75,10 +80,3 @@ def control_root() -> Iterator[Path]:
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    if matrix_rows:
-        terminalreporter.write_line("container matrix: cluster | stock: restarts, slon refused | kit: restarts, slon refused")
-        for row in matrix_rows:
-            terminalreporter.write_line("  %-10s | %d, %d | %d, %d" % row)

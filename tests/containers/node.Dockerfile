@@ -14,4 +14,6 @@ RUN apt-get update \
 ENV PG_MAJOR=${PG_MAJOR} PGDATA=/var/lib/postgresql/data PGPORT=5432 \
     PATH=/usr/lib/postgresql/${PG_MAJOR}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 COPY node-entrypoint /usr/local/bin/node-entrypoint
+# A checkout may not keep the file's mode (core.fileMode=false, a zip download).
+RUN chmod 0755 /usr/local/bin/node-entrypoint
 ENTRYPOINT ["/usr/local/bin/node-entrypoint"]

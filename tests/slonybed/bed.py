@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .pidreuse import BackendHolder, SleepHolder, start_slon_on_pid
-from .postgres import TEMPLATE_DIR, PostgresServer, make_template
+from .postgres import PostgresServer, shared_template
 from .processes import ProcessLedger, SessionProcess, server_account
 from .slony import Slon, SlonyCluster
 
@@ -72,10 +72,7 @@ class SlonyBed:
         """Start one more server (node_id names it; slonik only sees it if the cluster is built
         after). hidden_extensions: see PostgresServer.create."""
         assert self.root is not None and self.cluster is not None
-        template = self.root / TEMPLATE_DIR
-        if not template.exists():
-            template = make_template(self.root)
-        server = PostgresServer.create(f"node{node_id}", self.root, template, hidden_extensions)
+        server = PostgresServer.create(f"node{node_id}", self.root, shared_template(), hidden_extensions)
         self.cluster.nodes[node_id] = server
         return server
 

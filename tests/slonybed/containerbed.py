@@ -27,8 +27,8 @@ DATABASE = "slony_test"
 WAIT = 60
 
 # One row per cluster of the container matrix: (cluster, stock restarts, stock refusals, kit
-# restarts, kit refusals), printed at the end of the run.
-matrix_rows: list[tuple[str, int, int, int, int]] = []
+# restarts, kit restarts whose stale PID was in use, kit refusals), printed at the end of the run.
+matrix_rows: list[tuple[str, int, int, int, int, int]] = []
 
 
 @dataclass
@@ -57,7 +57,7 @@ class ContainerNode:
             .with_kwargs(network_mode="host", labels={RUN_LABEL: self.run_id})
         )
         self.container.start()
-        note_started(self.run_id, self.container.get_wrapped_container().id)
+        note_started(self.container.get_wrapped_container().id)
         self.wait_ready()
 
     def conninfo(self, dbname: str = DATABASE) -> str:
@@ -153,7 +153,7 @@ class ContainerNode:
                 .with_kwargs(entrypoint=[entrypoint], network_mode="host", labels={RUN_LABEL: self.run_id}))
         once.start()
         try:
-            note_started(self.run_id, once.get_wrapped_container().id)
+            note_started(once.get_wrapped_container().id)
             code = once.get_wrapped_container().wait(timeout=timeout)["StatusCode"]
             return code, once.get_wrapped_container().logs().decode(errors="replace")
         finally:

@@ -8,13 +8,20 @@ kept in a label, so a second run builds nothing.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .bed import REPO
+from .processes import note_session
 
 RECIPE_DIR = REPO / "tests" / "containers"
 RECIPE_FILES = ("node.Dockerfile", "node-entrypoint")
@@ -67,18 +74,51 @@ def _image(client, tag: str):
         return None
 
 
+@contextmanager
+def _building(name: str) -> Iterator[None]:
+    """One builder of an image at a time on this machine (the run's xdist workers, another run):
+    the others wait, then find it built. The lock is a file in /run/lock, which is emptied at boot."""
+    lock_dir = Path("/run/lock") if os.access("/run/lock", os.W_OK) else Path(tempfile.gettempdir())
+    with open(lock_dir / f"slony-nodelock-{name}.lock", "a") as lock:
+        deadline = time.monotonic() + 2 * BUILD_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"another process kept building {name} for {2 * BUILD_TIMEOUT}s")
+                time.sleep(1)
+        yield
+
+
+class ImagesUnavailable(RuntimeError):
+    """An image must be built and cannot be here; the message says why, in one line."""
+
+
+def _must_build(what: str) -> None:
+    """Raise ImagesUnavailable when what must be built and this machine cannot build it."""
+    problem = build_problem()
+    if problem is not None:
+        raise ImagesUnavailable(f"{what} is not built and cannot be here: {problem}")
+
+
 def base_image(client, release: str) -> str:
     """A minimal Debian root of release, as an image; made once, by debootstrap."""
     tag = base_tag(release)
+    with _building(f"base-{release}"):
+        _make_base_image(client, release, tag)
+    return tag
+
+
+def _make_base_image(client, release: str, tag: str) -> None:
     if _image(client, tag) is None:
-        if shutil.which("debootstrap") is None:
-            raise RuntimeError("debootstrap is not installed (as root: apt-get install debootstrap)")
+        _must_build(tag)
         with tempfile.TemporaryDirectory(prefix="slony-nodelock-base-", dir="/var/tmp") as work:
             root, tar = Path(work) / "root", Path(work) / "root.tar"
-            result = subprocess.run(["debootstrap", "--variant=minbase", release, str(root), MIRROR],
-                                    capture_output=True, text=True, timeout=BUILD_TIMEOUT)
-            if result.returncode != 0:
-                raise RuntimeError(f"debootstrap {release} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+            code, output = _run_in_session(["debootstrap", "--variant=minbase", release, str(root), MIRROR])
+            if code != 0:
+                raise RuntimeError(f"debootstrap {release} failed ({code}):\n{output[-4000:]}")
             subprocess.run(["tar", "-C", str(root), "-cf", str(tar), "."], check=True, timeout=BUILD_TIMEOUT)
             # docker-py has no wrapper for an import from a file; the low-level API call is it.
             # podman's Docker API ignores the name asked for, so the image is named afterwards.
@@ -89,7 +129,21 @@ def base_image(client, release: str) -> str:
             if not any(t == tag for t in client.images.get(image_id).tags):
                 raise RuntimeError(f"the imported image {image_id} did not take the name {tag}")
             _untag_all_but(client, image_id, tag)
-    return tag
+
+
+def _run_in_session(argv: list[str]) -> tuple[int, str]:
+    """Run argv in a session of its own and return (exit code, output); at BUILD_TIMEOUT the whole
+    session is killed, not only argv's process: debootstrap's dpkg and wget would outlive it."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    note_session(process.pid)
+    try:
+        output, _ = process.communicate(timeout=BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate(timeout=30)
+        return -signal.SIGKILL, f"killed after {BUILD_TIMEOUT}s:\n{output}"
+    return process.returncode, output
 
 
 def _imported_id(reply) -> str:
@@ -114,13 +168,29 @@ def _untag_all_but(client, image_id: str, keep: str) -> None:
 
 def node_image(client, major: int) -> str:
     """The node image for major, built unless one with the same recipe is there already."""
+    from testcontainers.core.image import DockerImage
+
     tag, wanted = node_tag(major), recipe_hash(major)
-    image = _image(client, tag)
-    if image is not None and image.labels.get(RECIPE_LABEL) == wanted:
-        return tag
-    base = base_image(client, RELEASE_OF_MAJOR[major])
-    client.images.build(
-        path=str(RECIPE_DIR), dockerfile="node.Dockerfile", tag=tag, rm=True, forcerm=True,
-        buildargs={"BASE": base, "PG_MAJOR": str(major)}, labels={RECIPE_LABEL: wanted},
-        network_mode="host", timeout=BUILD_TIMEOUT)
+    with _building(f"node-pg{major}"):
+        image = _image(client, tag)
+        if image is not None and image.labels.get(RECIPE_LABEL) == wanted:
+            return tag
+        _must_build(tag)
+        base = base_image(client, RELEASE_OF_MAJOR[major])
+        DockerImage(path=str(RECIPE_DIR), tag=tag, clean_up=False, dockerfile_path="node.Dockerfile",
+                    docker_client_kw={"timeout": BUILD_TIMEOUT}, rm=True, forcerm=True, network_mode="host",
+                    buildargs={"BASE": base, "PG_MAJOR": str(major)}, labels={RECIPE_LABEL: wanted}).build()
+        if image is not None:
+            _remove_unless_used(client, image.id)
     return tag
+
+
+def _remove_unless_used(client, image_id: str) -> None:
+    """Remove an image a rebuild superseded, so that recipe changes do not pile up nameless
+    images; one a container still uses stays."""
+    import docker.errors
+
+    try:
+        client.images.remove(image_id)
+    except docker.errors.APIError:
+        pass

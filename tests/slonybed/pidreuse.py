@@ -7,6 +7,7 @@ there first; then we let the stray holder go and try again.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import subprocess
@@ -47,6 +48,8 @@ class PidBusy(PidUnavailable):
 # How long a PID may stay taken before a claim gives up: a miss we just killed, or a backend of
 # one, takes a moment to be reaped.
 BUSY_GRACE = 10
+# How long a claim waits for another test process's claim to finish.
+LOCK_WAIT = 300
 # Set to any value, the suite behaves as where ns_last_pid cannot be written (a root container
 # without CAP_SYS_ADMIN, say), so that what runs there can be checked here.
 NO_PID_CONTROL_SWITCH = "SLONYBED_NO_PID_CONTROL"
@@ -64,15 +67,33 @@ def _prepare_next_fork(pid: int, forks_before: int = 0) -> None:
 
 
 class _CounterRestored:
-    """Puts the PID counter back where it was once a claim is done. Left rewound, the next forks
-    would take PIDs that recently exited, such as another node's old slon backend still named in
-    its lock row, and reproduce the bug where no scenario meant to."""
+    """Holds the PID counter for one claim, and puts it back where it was once the claim is done.
+    Left rewound, the next forks would take PIDs that recently exited, such as another node's old
+    slon backend still named in its lock row, and reproduce the bug where no scenario meant to.
+
+    The hold is an flock on ns_last_pid itself, so that claims of other test processes (xdist
+    workers, another run) wait: two interleaved claims would each restore the other's rewound
+    counter."""
 
     def __enter__(self) -> None:
+        self.lock = open(NS_LAST_PID)
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self.lock.close()
+                    raise PidUnavailable(f"another claim kept {NS_LAST_PID} for {LOCK_WAIT}s")
+                time.sleep(0.05)
         self.counter = int(NS_LAST_PID.read_text())
 
     def __exit__(self, *exc) -> None:
-        NS_LAST_PID.write_text(str(max(self.counter, int(NS_LAST_PID.read_text()))))
+        try:
+            NS_LAST_PID.write_text(str(max(self.counter, int(NS_LAST_PID.read_text()))))
+        finally:
+            self.lock.close()
 
 
 def pid_control_refusal() -> str | None:

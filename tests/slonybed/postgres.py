@@ -8,9 +8,11 @@ use pytest-postgresql's DatabaseJanitor to create each node's database.
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,12 +20,13 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from .processes import run, server_account, started_sessions
+from .processes import note_session, run, server_account
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 EXTENSION_DIR = Path("/usr/share/postgresql/15/extension")
 DATABASE = "slony_test"
 TEMPLATE_DIR = "template-data"
+TEMPLATE_PREFIX = "slony-nodelock-template-"
 
 # Settings that make the servers private to the bed and quick to start and stop. fsync off is
 # safe for a crash-restart (the OS keeps the page cache); synchronous_commit stays on, or an
@@ -48,7 +51,7 @@ def free_port() -> int:
 
 
 def make_template(directory: Path) -> Path:
-    """initdb once per bed; every node's data directory is a copy of it, which is much faster."""
+    """An initdb'd data directory in directory, for servers to copy."""
     datadir = directory / TEMPLATE_DIR
     run(
         [str(PG_BIN / "initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust",
@@ -56,6 +59,35 @@ def make_template(directory: Path) -> Path:
         cwd=directory,
     )
     return datadir
+
+
+_shared_template: Path | None = None
+
+
+def shared_template() -> Path:
+    """initdb once per test process (each xdist worker, the demo): every node's data directory
+    is a copy of this one, which takes a fraction of an initdb. Removed at exit, or earlier by
+    remove_shared_template()."""
+    global _shared_template
+    if _shared_template is None or not _shared_template.exists():
+        root = Path(tempfile.mkdtemp(prefix=TEMPLATE_PREFIX, dir="/tmp"))
+        # The postgres account copies it, so it must reach it.
+        root.chmod(0o755)
+        account = server_account()
+        shutil.chown(root, account.pw_uid, account.pw_gid)
+        _shared_template = make_template(root)
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return _shared_template
+
+
+def remove_shared_template() -> Path | None:
+    """Remove the shared template now; return its directory, which must be gone afterwards."""
+    global _shared_template
+    if _shared_template is None:
+        return None
+    root, _shared_template = _shared_template.parent, None
+    shutil.rmtree(root, ignore_errors=True)
+    return root
 
 
 @dataclass
@@ -174,7 +206,7 @@ class PostgresServer:
 
     def _note_session(self) -> None:
         # pg_ctl starts the postmaster in a session of its own; the teardown check follows it.
-        started_sessions.append(int((self.datadir / "postmaster.pid").read_text().split()[0]))
+        note_session(int((self.datadir / "postmaster.pid").read_text().split()[0]))
 
     def is_running(self) -> bool:
         return (self.datadir / "postmaster.pid").exists()

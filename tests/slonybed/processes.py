@@ -12,8 +12,24 @@ from pathlib import Path
 
 SERVER_USER = "postgres"
 
-# Session ids of every session the bed started (slons, holders, postmasters), in order.
-started_sessions: list[int] = []
+# (session id, its leader's start time) of every session the bed started (slons, holders,
+# postmasters), in order. The start time tells our session from a later one whose leader got
+# the same PID, in this test process or another.
+started_sessions: list[tuple[int, int | None]] = []
+
+
+def note_session(pid: int) -> None:
+    """Record a session we started, led by pid."""
+    started_sessions.append((pid, start_time(pid)))
+
+
+def start_time(pid: int) -> int | None:
+    """When a live process started (clock ticks since boot, /proc/PID/stat field 22), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
 
 
 def server_account() -> pwd.struct_passwd:
@@ -97,7 +113,7 @@ class SessionProcess:
         finally:
             if log_path:
                 log.close()
-        started_sessions.append(popen.pid)
+        note_session(popen.pid)
         return cls(popen, log_path)
 
     @property
@@ -195,7 +211,10 @@ class ProcessLedger:
     first_session: int = field(default_factory=lambda: len(started_sessions))
 
     def survivors(self) -> list[Survivor]:
-        sessions = set(started_sessions[self.first_session :])
+        # A session whose leader's PID now belongs to a process started at another time is no
+        # longer ours: a new session leader (a backend of another test process, say) has the number.
+        sessions = {pid for pid, started in started_sessions[self.first_session :]
+                    if start_time(pid) in (None, started)}
         me = os.getpid()
         table = {}
         for entry in Path("/proc").iterdir():
