@@ -70,7 +70,15 @@ def _mount_namespace_refusal() -> str | None:
 
 _PID_REFUSAL = pid_control_refusal()
 _MOUNT_REFUSAL = _mount_namespace_refusal()
-requires_pid_control = pytest.mark.skipif(_PID_REFUSAL is not None, reason=str(_PID_REFUSAL))
+
+
+def requires_pid_control(test):
+    """For a test that puts a process on a chosen PID: skipped, with the reason, where that cannot
+    be done; and marked pid_claims, which make test runs after the parallel phase, one test at a
+    time, since other workers' forks would take the very PID a claim has just freed up."""
+    return pytest.mark.pid_claims(pytest.mark.skipif(_PID_REFUSAL is not None, reason=str(_PID_REFUSAL))(test))
+
+
 requires_mount_namespace = pytest.mark.skipif(_MOUNT_REFUSAL is not None, reason=str(_MOUNT_REFUSAL))
 
 

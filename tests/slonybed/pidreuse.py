@@ -107,6 +107,21 @@ def pid_control_refusal() -> str | None:
     return None
 
 
+def start_unrecorded_on(pid: int, argv: list[str]) -> subprocess.Popen:
+    """A process on pid, in a session of its own that no ledger records: what a server or slon of
+    another test process looks like to this one."""
+    with _CounterRestored():
+        for _ in range(MAX_ATTEMPTS):
+            _prepare_next_fork(pid)
+            process = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if process.pid == pid:
+                return process
+            process.kill()
+            process.wait(timeout=10)
+    raise PidUnavailable(f"could not get pid {pid} in {MAX_ATTEMPTS} attempts: other forks took it first")
+
+
 @dataclass
 class SleepHolder:
     """A process owned by the server account that is not PostgreSQL: what a log collector such as
