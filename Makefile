@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 4
 ARGS ?=
 
-.PHONY: test demo bench sql system-packages venv clean fresh-debian-check
+.PHONY: test demo soak bench sql system-packages venv clean fresh-debian-check
 
 system-packages:
 	@tests/bin/ensure-debian-packages $(DEBIAN_PACKAGES)
@@ -39,6 +39,10 @@ test: system-packages venv
 # make demo ARGS=--keep leaves the cluster running and prints how to reach and stop it.
 demo: system-packages venv
 	$(PY) tests/demo.py $(ARGS)
+
+# The reboot soak against stock and against the kit, with a table: SOAK_CYCLES (50), SOAK_SEED.
+soak: system-packages venv
+	$(PY) tests/soak.py
 
 # Latency of stock and our cleanupnodelock() on one real server; prints a table, asserts nothing else.
 bench: system-packages venv

@@ -7,8 +7,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .pidreuse import BackendHolder, SleepHolder, start_slon_on_pid
-from .postgres import PostgresServer, shared_template
+from .pidreuse import AuxiliaryHolder, BackendHolder, SleepHolder, start_slon_on_pid
+from .postgres import DATABASE, PostgresServer, shared_template
 from .processes import ProcessLedger, SessionProcess, server_account
 from .slony import Slon, SlonyCluster
 
@@ -41,7 +41,7 @@ class SlonyBed:
         self.keep = keep
         self.root: Path | None = None
         self.cluster: SlonyCluster | None = None
-        self.holders: list[SleepHolder | BackendHolder] = []
+        self.holders: list[SleepHolder | BackendHolder | AuxiliaryHolder] = []
         self.ledger: ProcessLedger | None = None
         self.slons: dict[int, Slon] = {}
 
@@ -165,10 +165,22 @@ class SlonyBed:
         self.slons[node_id] = start_slon_on_pid(self.cluster, node_id, pid)
         return self.slons[node_id]
 
-    def put_backend_on(self, node_id: int, pid: int, application_name: str) -> BackendHolder:
-        holder = BackendHolder.open(self.node(node_id), application_name)
+    def put_backend_on(self, node_id: int, pid: int, application_name: str,
+                       dbname: str = DATABASE) -> BackendHolder:
+        holder = BackendHolder.open(self.node(node_id), application_name, dbname)
         self.holders.append(holder)
         return holder.claim(pid)
+
+    def put_autovacuum_launcher_on(self, node_id: int, pid: int) -> AuxiliaryHolder:
+        """The node's server's autovacuum launcher, an auxiliary process, restarted onto pid."""
+        holder = AuxiliaryHolder(self.node(node_id))
+        self.holders.append(holder)
+        return holder.claim(pid)
+
+    def release_holders(self) -> None:
+        for holder in self.holders:
+            holder.release()
+        self.holders.clear()
 
     def write_stop_script(self) -> Path:
         """For a kept bed: a script that stops everything the bed started and removes its
@@ -177,6 +189,7 @@ class SlonyBed:
         lines = ["#!/bin/sh", "# Stops the kept slony-nodelock bed and removes its directory."]
         sessions = [s.process for s in self.cluster.slons] + [
             h.process if isinstance(h, SleepHolder) else h.psql for h in self.holders
+            if not isinstance(h, AuxiliaryHolder)
         ]
         lines += [f"kill -TERM -{p.pid}" for p in sessions if p.session_alive()]
         for server in self.cluster.nodes.values():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import signal
 import subprocess
 import time
 import uuid
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
-from .postgres import PostgresServer
+from .postgres import DATABASE, PostgresServer
 from .processes import SessionProcess, process_args
 
 if TYPE_CHECKING:
@@ -164,18 +165,20 @@ class BackendHolder:
     psql: SessionProcess
     watch: psycopg.Connection
     application_name: str
+    dbname: str
     pid: int | None = None
 
     @classmethod
-    def open(cls, server: PostgresServer, application_name: str) -> "BackendHolder":
+    def open(cls, server: PostgresServer, application_name: str, dbname: str = DATABASE) -> "BackendHolder":
+        """dbname: the database the backend is to serve (another one than the node's, say)."""
         psql = SessionProcess.start(
             ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
-             server.conninfo(application_name="slonybed.holder-idle")],
+             server.conninfo(application_name="slonybed.holder-idle", dbname=dbname)],
             cwd=server.home, log_path=server.home / "holder-psql.log", stdin=subprocess.PIPE,
         )
         # One connection opened up front to watch for the new backend: connecting anew on every
         # poll would make the postmaster fork, and that fork could take the prepared PID.
-        return cls(server, psql, server.connect(), application_name)
+        return cls(server, psql, server.connect(), application_name, dbname)
 
     def _send(self, line: str) -> None:
         assert self.psql.popen.stdin is not None
@@ -202,7 +205,7 @@ class BackendHolder:
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 trial = f"slonybed.claim-{uuid.uuid4()}"
                 _prepare_next_fork(pid)
-                self._send(f"\\connect '{self.server.conninfo(application_name=trial)}'")
+                self._send(f"\\connect '{self.server.conninfo(application_name=trial, dbname=self.dbname)}'")
                 if self._backend_named(trial) == pid:
                     break
             else:
@@ -225,6 +228,44 @@ class BackendHolder:
     def release(self) -> None:
         self.watch.close()
         self.psql.kill_session()
+
+
+@dataclass
+class AuxiliaryHolder:
+    """The server's autovacuum launcher on a chosen PID: a PostgreSQL auxiliary process, what a
+    reboot may hand a stale lock's PID to. The launcher exits on SIGTERM and the postmaster forks
+    a new one at once, so each attempt stops the current launcher with the counter prepared."""
+
+    server: PostgresServer
+    pid: int | None = None
+
+    def claim(self, pid: int, timeout: float = 10) -> "AuxiliaryHolder":
+        # One connection, opened before the counter is set: a connection per poll would make the
+        # postmaster fork a backend, which could take the prepared PID.
+        with self.server.connect() as watch, _CounterRestored():
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                current = _launcher(watch)
+                _prepare_next_fork(pid)
+                os.kill(current, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while (new := _launcher(watch)) in (None, current):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the postmaster started no new autovacuum launcher in {timeout}s")
+                    time.sleep(0.02)
+                if new == pid:
+                    attempt_log.append(attempt)
+                    self.pid = pid
+                    return self
+        raise PidUnavailable(f"could not get pid {pid} in {MAX_ATTEMPTS} attempts: other forks took it first")
+
+    def release(self) -> None:
+        """Nothing to stop: the launcher is the server's own, and goes with it."""
+
+
+def _launcher(watch: psycopg.Connection) -> int | None:
+    rows = watch.execute(
+        "select pid from pg_catalog.pg_stat_activity where backend_type = 'autovacuum launcher'").fetchall()
+    return rows[0][0] if rows else None
 
 
 def start_slon_on_pid(cluster: "SlonyCluster", node_id: int, pid: int) -> "Slon":
