@@ -17,6 +17,12 @@ BEGIN
     IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
         RAISE EXCEPTION 'slony-nodelock: % is not a superuser; run the script as postgres or another superuser', current_user;
     END IF;
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'slony-nodelock: this server is a hot standby; run the script on its primary, and the standby gets the kit by replication';
+    END IF;
+    IF pg_catalog.current_setting('transaction_read_only')::boolean THEN
+        RAISE EXCEPTION 'slony-nodelock: this session is read-only (default_transaction_read_only is on); run the script in a read-write session: PGOPTIONS=''-c default_transaction_read_only=off'' psql ...';
+    END IF;
     IF pg_catalog.current_setting('server_version_num')::int4 < 100000 THEN
         RAISE EXCEPTION 'slony-nodelock: PostgreSQL % is too old; it needs PostgreSQL 10 or later (pg_stat_activity.backend_type)',
             pg_catalog.current_setting('server_version');
@@ -525,6 +531,13 @@ def _lock_rows(plpy, plan, arguments, refusal, cluster):
     except plpy.spiexceptions.InsufficientPrivilege:
         user = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
         fail(plpy, refusal % (user, cluster), "42501")
+    except plpy.spiexceptions.ReadOnlySqlTransaction:
+        if plpy.execute("select pg_catalog.pg_is_in_recovery() as r")[0]["r"]:
+            fail(plpy, 'cluster "%s" is on a hot standby, where no lock can be changed; nothing changed: '
+                 "slon runs on the primary" % cluster, "25006")
+        fail(plpy, 'the locks of cluster "%s" cannot be changed in a read-only transaction '
+             "(default_transaction_read_only is on); nothing changed: run it in a read-write session" % cluster,
+             "25006")
 
 
 def _records(plpy, plans, cluster, pids):

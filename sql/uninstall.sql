@@ -21,6 +21,12 @@ BEGIN
     IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
         RAISE EXCEPTION 'slony-nodelock: % is not a superuser; run the script as postgres or another superuser', current_user;
     END IF;
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'slony-nodelock: this server is a hot standby; run the script on its primary, and the standby follows by replication';
+    END IF;
+    IF pg_catalog.current_setting('transaction_read_only')::boolean THEN
+        RAISE EXCEPTION 'slony-nodelock: this session is read-only (default_transaction_read_only is on); run the script in a read-write session: PGOPTIONS=''-c default_transaction_read_only=off'' psql ...';
+    END IF;
     IF pg_catalog.to_regnamespace('slony_nodelock') IS NULL THEN
         -- DROP SCHEMA slony_nodelock CASCADE leaves the patched functions (nothing ties them to
         -- it) and takes the saved copies of Slony's with it.

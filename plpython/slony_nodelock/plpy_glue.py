@@ -105,6 +105,13 @@ def _lock_rows(plpy, plan, arguments, refusal, cluster):
     except plpy.spiexceptions.InsufficientPrivilege:
         user = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
         fail(plpy, refusal % (user, cluster), "42501")
+    except plpy.spiexceptions.ReadOnlySqlTransaction:
+        if plpy.execute("select pg_catalog.pg_is_in_recovery() as r")[0]["r"]:
+            fail(plpy, 'cluster "%s" is on a hot standby, where no lock can be changed; nothing changed: '
+                 "slon runs on the primary" % cluster, "25006")
+        fail(plpy, 'the locks of cluster "%s" cannot be changed in a read-only transaction '
+             "(default_transaction_read_only is on); nothing changed: run it in a read-write session" % cluster,
+             "25006")
 
 
 def _records(plpy, plans, cluster, pids):

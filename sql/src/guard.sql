@@ -4,6 +4,12 @@ BEGIN
     IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
         RAISE EXCEPTION 'slony-nodelock: % is not a superuser; run the script as postgres or another superuser', current_user;
     END IF;
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'slony-nodelock: this server is a hot standby; run the script on its primary, and the standby gets the kit by replication';
+    END IF;
+    IF pg_catalog.current_setting('transaction_read_only')::boolean THEN
+        RAISE EXCEPTION 'slony-nodelock: this session is read-only (default_transaction_read_only is on); run the script in a read-write session: PGOPTIONS=''-c default_transaction_read_only=off'' psql ...';
+    END IF;
     IF pg_catalog.current_setting('server_version_num')::int4 < @MIN_SERVER_VERSION_NUM@ THEN
         RAISE EXCEPTION 'slony-nodelock: PostgreSQL % is too old; it needs PostgreSQL @MIN_SERVER_MAJOR@ or later (pg_stat_activity.backend_type)',
             pg_catalog.current_setting('server_version');

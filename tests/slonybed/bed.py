@@ -44,6 +44,7 @@ class SlonyBed:
         self.holders: list[SleepHolder | BackendHolder | AuxiliaryHolder] = []
         self.ledger: ProcessLedger | None = None
         self.slons: dict[int, Slon] = {}
+        self.standbys: list[PostgresServer] = []
 
     def __enter__(self) -> "SlonyBed":
         # /tmp rather than pytest's tmp_path: the postgres account must be able to reach it.
@@ -75,6 +76,13 @@ class SlonyBed:
         server = PostgresServer.create(f"node{node_id}", self.root, shared_template(), hidden_extensions)
         self.cluster.nodes[node_id] = server
         return server
+
+    def add_standby(self, of_node: int, name: str = "standby") -> PostgresServer:
+        """A hot standby streaming from of_node's server; not a Slony node."""
+        assert self.root is not None and self.cluster is not None
+        standby = PostgresServer.create_standby(name, self.root, self.node(of_node))
+        self.standbys.append(standby)
+        return standby
 
     def install_fix(self, node_id: int) -> str:
         """Run sql/install.sql on the node with psql, as an operator would; return psql's output."""
@@ -209,7 +217,7 @@ class SlonyBed:
         for holder in self.holders:
             holder.release()
         if self.cluster is not None:
-            for server in self.cluster.nodes.values():
+            for server in [*self.standbys, *self.cluster.nodes.values()]:
                 try:
                     server.stop()
                 except Exception as exc:  # keep tearing down the rest; report at the end

@@ -136,6 +136,23 @@ class PostgresServer:
                         dbname=DATABASE).init()
         return server
 
+    @classmethod
+    def create_standby(cls, name: str, parent: Path, primary: "PostgresServer") -> "PostgresServer":
+        """A started hot standby of primary, streaming from it: pg_basebackup -R, then its own
+        port and socket directory."""
+        home = parent / name
+        server = cls(name, home, free_port())
+        home.mkdir(mode=0o755)
+        account = server_account()
+        shutil.chown(home, account.pw_uid, account.pw_gid)
+        run([str(PG_BIN / "pg_basebackup"), "-D", str(server.datadir), "-R", "-X", "stream", "--no-sync",
+             "-d", primary.conninfo(dbname="postgres")], cwd=home)
+        # The copy carries the primary's own settings; this server's port and socket go after them.
+        with open(server.datadir / "postgresql.auto.conf", "a") as conf:
+            conf.write(f"port = {server.port}\nunix_socket_directories = '{server.socket_dir}'\n")
+        server.start()
+        return server
+
     def hide_extensions(self, names: tuple[str, ...]) -> None:
         """Start the server in a private mount namespace whose extension directory lacks the
         named extensions' files. Only this server sees the difference; the host is untouched."""
