@@ -321,6 +321,11 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
     describe_process, or NO_SUCH_PROCESS), or is None when that is unknown.
     """
     pid = row["nl_backendpid"]
+    if pid is None or pid <= 0:
+        # No process has such a PID (kill() would even take 0 and -N for process groups, which is
+        # how Slony's own cleanup keeps such a row forever).
+        return STALE, "pid %s is no process id (%s), so no backend holds this lock" % (
+            "NULL" if pid is None else pid, "NULL" if pid is None else "not positive")
     recorded = record_matches(row, identity)
     if recorded and identity.get("adopted") and took_other is not None:
         recorded = False  # a guess at install, refuted by what the trigger saw
@@ -621,8 +626,9 @@ def _judged(plpy, plans, cluster, locks):
 
 
 def _describe(cluster, row):
-    return 'cluster "%s" node %d conncnt %d pid %d' % (
-        cluster, row["nl_nodeid"], row["nl_conncnt"], row["nl_backendpid"])
+    return 'cluster "%s" node %d conncnt %d pid %s' % (
+        cluster, row["nl_nodeid"], row["nl_conncnt"],
+        "NULL" if row["nl_backendpid"] is None else row["nl_backendpid"])
 
 
 def cleanup(plpy, cache, cluster):

@@ -114,3 +114,52 @@ def wait_replayed(primary, standby, timeout: float = 30) -> None:
     while not standby.query("select pg_catalog.pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,))[0][0]:
         assert time.monotonic() < deadline, f"the standby did not replay up to {target} in {timeout}s"
         time.sleep(0.1)
+
+
+DAMAGES = {
+    "identity trigger dropped": ("drop trigger slony_nodelock_identity on _c1.sl_nodelock",
+                                 "the identity triggers on sl_nodelock are missing or not enabled ALWAYS"),
+    "identity trigger disabled": ("alter table _c1.sl_nodelock disable trigger slony_nodelock_truncate",
+                                  "the identity triggers on sl_nodelock are missing or not enabled ALWAYS"),
+    "event trigger dropped": ("drop event trigger slony_nodelock_repatch",
+                              "the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE "
+                              "FUNCTIONS would undo the patch"),
+    "trigger function dropped": ("drop function slony_nodelock.track_lock_identity() cascade",
+                                 "the trigger function slony_nodelock.track_lock_identity() is missing"),
+}
+
+
+def test_a_damaged_install_is_named_by_verify_and_repaired_by_installing_again(server):
+    assert psql(server, INSTALL_SQL).returncode == 0
+    for damage, (statement, named) in DAMAGES.items():
+        server.query(statement)
+        [(patched, problems)] = server.query("select patched, problems from slony_nodelock.verify()")
+        assert problems is not None and named in problems, f"{damage}: {problems}"
+        result = psql(server, INSTALL_SQL)
+        assert result.returncode == 0, f"{damage}: {result.stderr}"
+        assert server.query(VERIFY) == [(True, True, None)], damage
+
+
+def test_lock_rows_with_pids_no_process_can_have_are_removed_saying_why_and_never_break_install(server):
+    """NULL, zero, negative and above pid_max: Slony's own cleanup keeps NULL and 0 forever."""
+    pid_max = int(open("/proc/sys/kernel/pid_max").read())
+    odd = [None, 0, -5, pid_max + 1]
+    for pid in odd:
+        server.query("insert into _c1.sl_nodelock (nl_nodeid, nl_backendpid) values (1, %s)", (pid,))
+    result = psql(server, INSTALL_SQL)
+    assert result.returncode == 0, result.stderr
+    assert server.query("select pg_catalog.count(*) from slony_nodelock.lock_identity") == [(0,)]
+    assert [r[0] for r in server.query("select verdict from slony_nodelock.status('_c1')")] == ["stale"] * 4
+    with server.connect() as conn:
+        notices = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+        conn.execute("select _c1.cleanupnodelock()")
+    reasons = sorted(n.split(": ", 2)[2] for n in notices)
+    assert reasons == sorted([
+        "pid NULL is no process id (NULL), so no backend holds this lock",
+        "pid 0 is no process id (not positive), so no backend holds this lock",
+        "pid -5 is no process id (not positive), so no backend holds this lock",
+        f"pid {pid_max + 1} is not a backend of this database (no such process)",
+    ]), notices
+    assert server.query("select pg_catalog.count(*) from _c1.sl_nodelock") == [(0,)]
+    assert server.query(VERIFY) == [(True, True, None)]

@@ -217,6 +217,16 @@ def test_pid_taken_by_the_checkpointer_is_stale():
     assert reason == "pid 2225 is the checkpointer, not a client backend"
 
 
+@pytest.mark.parametrize("pid, why", [(None, "NULL"), (0, "not positive"), (-5, "not positive")])
+def test_a_row_whose_pid_is_no_process_id_is_stale_whatever_it_is_recorded_as(pid, why):
+    # kill() takes 0 and -N for process groups, so Slony's own cleanup keeps such a row forever.
+    row = lock_row(pid=pid)
+    verdict, reason = verdict_of(row, identity_of(row, pid=pid), backend(pid=pid))
+
+    assert verdict == liveness.STALE
+    assert reason == f"pid {'NULL' if pid is None else pid} is no process id ({why}), so no backend holds this lock"
+
+
 def test_client_backend_of_another_database_is_stale():
     verdict, reason = verdict_of(lock_row(), None, backend(datname="postgres"))
 

@@ -144,6 +144,11 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
     describe_process, or NO_SUCH_PROCESS), or is None when that is unknown.
     """
     pid = row["nl_backendpid"]
+    if pid is None or pid <= 0:
+        # No process has such a PID (kill() would even take 0 and -N for process groups, which is
+        # how Slony's own cleanup keeps such a row forever).
+        return STALE, "pid %s is no process id (%s), so no backend holds this lock" % (
+            "NULL" if pid is None else pid, "NULL" if pid is None else "not positive")
     recorded = record_matches(row, identity)
     if recorded and identity.get("adopted") and took_other is not None:
         recorded = False  # a guess at install, refuted by what the trigger saw

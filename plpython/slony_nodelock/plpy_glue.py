@@ -195,8 +195,9 @@ def _judged(plpy, plans, cluster, locks):
 
 
 def _describe(cluster, row):
-    return 'cluster "%s" node %d conncnt %d pid %d' % (
-        cluster, row["nl_nodeid"], row["nl_conncnt"], row["nl_backendpid"])
+    return 'cluster "%s" node %d conncnt %d pid %s' % (
+        cluster, row["nl_nodeid"], row["nl_conncnt"],
+        "NULL" if row["nl_backendpid"] is None else row["nl_backendpid"])
 
 
 def cleanup(plpy, cache, cluster):
