@@ -10,6 +10,9 @@
 BEGIN;
 -- Nothing the script runs can be redirected by a schema on the caller's search_path.
 SET LOCAL search_path = pg_catalog, pg_temp;
+-- One install (or uninstall) at a time in a database: a second waits here, then finds the kit
+-- installed; without it, two first installs collide on CREATE EXTENSION and CREATE SCHEMA.
+DO $one_at_a_time$ BEGIN PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('slony_nodelock install')); END $one_at_a_time$;
 
 -- Refuse, before changing anything, what we cannot install into.
 DO $guard$
@@ -21,7 +24,7 @@ BEGIN
         RAISE EXCEPTION 'slony-nodelock: this server is a hot standby; run the script on its primary, and the standby gets the kit by replication';
     END IF;
     IF pg_catalog.current_setting('transaction_read_only')::boolean THEN
-        RAISE EXCEPTION 'slony-nodelock: this session is read-only (default_transaction_read_only is on); run the script in a read-write session: PGOPTIONS=''-c default_transaction_read_only=off'' psql ...';
+        RAISE EXCEPTION 'slony-nodelock: this session is read-only (a read-only transaction); run the script in a read-write session: PGOPTIONS=''-c default_transaction_read_only=off'' psql ...';
     END IF;
     IF pg_catalog.current_setting('server_version_num')::int4 < 100000 THEN
         RAISE EXCEPTION 'slony-nodelock: PostgreSQL % is too old; it needs PostgreSQL 10 or later (pg_stat_activity.backend_type)',
@@ -540,8 +543,8 @@ def _lock_rows(plpy, plan, arguments, refusal, cluster):
         if plpy.execute("select pg_catalog.pg_is_in_recovery() as r")[0]["r"]:
             fail(plpy, 'cluster "%s" is on a hot standby, where no lock can be changed; nothing changed: '
                  "slon runs on the primary" % cluster, "25006")
-        fail(plpy, 'the locks of cluster "%s" cannot be changed in a read-only transaction '
-             "(default_transaction_read_only is on); nothing changed: run it in a read-write session" % cluster,
+        fail(plpy, 'the locks of cluster "%s" cannot be changed in a read-only transaction; nothing changed: '
+             "run it in a read-write session" % cluster,
              "25006")
 
 

@@ -11,6 +11,7 @@
 \set QUIET 1
 BEGIN;
 SET LOCAL search_path = pg_catalog, pg_temp;
+DO $one_at_a_time$ BEGIN PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('slony_nodelock install')); END $one_at_a_time$;
 DO $uninstall$
 DECLARE
     v_ours record;
@@ -20,12 +21,6 @@ DECLARE
 BEGIN
     IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
         RAISE EXCEPTION 'slony-nodelock: % is not a superuser; run the script as postgres or another superuser', current_user;
-    END IF;
-    IF pg_catalog.pg_is_in_recovery() THEN
-        RAISE EXCEPTION 'slony-nodelock: this server is a hot standby; run the script on its primary, and the standby follows by replication';
-    END IF;
-    IF pg_catalog.current_setting('transaction_read_only')::boolean THEN
-        RAISE EXCEPTION 'slony-nodelock: this session is read-only (default_transaction_read_only is on); run the script in a read-write session: PGOPTIONS=''-c default_transaction_read_only=off'' psql ...';
     END IF;
     IF pg_catalog.to_regnamespace('slony_nodelock') IS NULL THEN
         -- DROP SCHEMA slony_nodelock CASCADE leaves the patched functions (nothing ties them to
@@ -39,6 +34,12 @@ BEGIN
         END LOOP;
         RAISE NOTICE 'slony-nodelock is not installed in database %; nothing to do', pg_catalog.current_database();
         RETURN;
+    END IF;
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'slony-nodelock: this server is a hot standby; run the script on its primary, and the standby follows by replication';
+    END IF;
+    IF pg_catalog.current_setting('transaction_read_only')::boolean THEN
+        RAISE EXCEPTION 'slony-nodelock: this session is read-only (a read-only transaction); run the script in a read-write session: PGOPTIONS=''-c default_transaction_read_only=off'' psql ...';
     END IF;
     -- First, or putting Slony's function back would set off the re-patch trigger.
     DROP EVENT TRIGGER IF EXISTS slony_nodelock_repatch;

@@ -21,12 +21,15 @@ def test_cleanups_from_several_sessions_while_slons_come_and_go_never_remove_a_l
     assert storm.cleanups > 100 and storm.slon_restarts >= 4 and storm.checks > 50, storm
 
 
-def test_install_run_twice_at_once_ends_in_one_correct_installation(fixed_bed):
-    both = install_twice_at_once(fixed_bed)
+def test_install_run_twice_at_once_on_a_fresh_database_ends_in_one_correct_installation(bed):
+    bed.build_replicating()
+    both = install_twice_at_once(bed)
     outputs = "\n---\n".join(both.outputs)
     # Each ends without error, or fails cleanly: psql's ON_ERROR_STOP exit 3, with an ERROR line.
     for code, output in zip(both.exit_codes, both.outputs):
         assert code == 0 or (code == 3 and "ERROR:" in output), outputs
     assert 0 in both.exit_codes, outputs
     assert both.verify == [(True, True, None)], outputs
-    fixed_bed.cluster.assert_replicates(1, 2)
+    # One waited for the other (the script's own lock), instead of racing it.
+    assert both.waited, outputs
+    bed.cluster.assert_replicates(1, 2)

@@ -15,7 +15,7 @@ from slonybed.bed import INSTALL_SQL, UNINSTALL_SQL
 from test_install import add_stock_like_cluster, error_lines, fingerprint, gone_backend_pid
 
 READ_ONLY = "-c default_transaction_read_only=on"
-READ_ONLY_SCRIPT = ("slony-nodelock: this session is read-only (default_transaction_read_only is on); "
+READ_ONLY_SCRIPT = ("slony-nodelock: this session is read-only (a read-only transaction); "
                     "run the script in a read-write session: PGOPTIONS='-c default_transaction_read_only=off' psql ...")
 STANDBY_INSTALL = ("slony-nodelock: this server is a hot standby; run the script on its primary, and the "
                    "standby gets the kit by replication")
@@ -60,6 +60,10 @@ def test_a_read_only_session_gets_one_line_from_each_script_and_nothing_changes(
     result = psql(server, INSTALL_SQL, READ_ONLY)
     assert result.returncode == 3 and errors(result) == [READ_ONLY_SCRIPT], result.stderr
     assert state(server) == before
+    # With nothing to remove, uninstall says so, read-only or not (fleet-wide scripts run it anywhere).
+    result = psql(server, UNINSTALL_SQL, READ_ONLY)
+    assert result.returncode == 0 and "slony-nodelock is not installed in database slony_test; nothing to do" \
+        in result.stderr, result.stderr
 
     assert psql(server, INSTALL_SQL).returncode == 0
     server.query("insert into _c1.sl_nodelock values (1, 0, %s)", (gone_backend_pid(server),))
@@ -72,8 +76,8 @@ def test_a_read_only_session_gets_one_line_from_each_script_and_nothing_changes(
     # cleanupNodelock() takes its rows FOR UPDATE first, as Slony's own does: refused, in one line,
     # and the stale row stays for slon's next, read-write, cleanup.
     assert sql_error(server, "select _c1.cleanupnodelock()", READ_ONLY) == (
-        'slony-nodelock: the locks of cluster "_c1" cannot be changed in a read-only transaction '
-        "(default_transaction_read_only is on); nothing changed: run it in a read-write session")
+        'slony-nodelock: the locks of cluster "_c1" cannot be changed in a read-only transaction; nothing '
+        "changed: run it in a read-write session")
     assert state(server) == installed
     # verify() only reads.
     with server.connect(options=READ_ONLY) as conn:
@@ -119,7 +123,10 @@ def wait_replayed(primary, standby, timeout: float = 30) -> None:
 DAMAGES = {
     "identity trigger dropped": ("drop trigger slony_nodelock_identity on _c1.sl_nodelock",
                                  "the identity triggers on sl_nodelock are missing or not enabled ALWAYS"),
-    "identity trigger disabled": ("alter table _c1.sl_nodelock disable trigger slony_nodelock_truncate",
+    "identity trigger disabled": ("alter table _c1.sl_nodelock disable trigger slony_nodelock_identity",
+                                  "the identity triggers on sl_nodelock are missing or not enabled ALWAYS"),
+    "truncate trigger enabled for origin sessions only": (
+        "alter table _c1.sl_nodelock enable trigger slony_nodelock_truncate",
                                   "the identity triggers on sl_nodelock are missing or not enabled ALWAYS"),
     "event trigger dropped": ("drop event trigger slony_nodelock_repatch",
                               "the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE "

@@ -18,14 +18,20 @@ from slonybed.slony import DUPLICATE_LOCK
 
 FINGERPRINT = """
 select md5(string_agg(x, ',' order by x)) from (
-    select 'n:' || nspname || nspowner from pg_catalog.pg_namespace
-    union all select 'c:' || oid::regclass::text || relkind::text || relowner from pg_catalog.pg_class
+    select 'n:' || nspname || nspowner || coalesce(nspacl::text, '') from pg_catalog.pg_namespace
+    union all select 'c:' || oid::regclass::text || relkind::text || relowner || coalesce(relacl::text, '')
+                     from pg_catalog.pg_class
+    union all select 'a:' || attrelid::regclass::text || attname || atttypid || attnotnull::text || attisdropped::text
+                     from pg_catalog.pg_attribute where attrelid >= 16384 and attnum > 0
+    union all select 'k:' || conrelid::regclass::text || conname || contype::text from pg_catalog.pg_constraint
     union all select 'p:' || oid::regprocedure::text || md5(prosrc) || prolang::text || proowner
-                     || coalesce(proconfig::text, '') from pg_catalog.pg_proc
-    union all select 't:' || tgrelid::regclass::text || tgname from pg_catalog.pg_trigger
+                     || coalesce(proconfig::text, '') || coalesce(proacl::text, '') from pg_catalog.pg_proc
+    union all select 't:' || tgrelid::regclass::text || tgname || tgenabled::text from pg_catalog.pg_trigger
     union all select 'e:' || extname || extversion from pg_catalog.pg_extension
-    union all select 'v:' || evtname || evtenabled::text from pg_catalog.pg_event_trigger
-    union all select 'd:' || objoid || coalesce(description, '') from pg_catalog.pg_description
+    union all select 'v:' || evtname || evtenabled::text || evtfoid || coalesce(evttags::text, '')
+                     from pg_catalog.pg_event_trigger
+    union all select 'd:' || objoid || objsubid || coalesce(description, '') from pg_catalog.pg_description
+    union all select 's:' || setdatabase || setrole || setconfig::text from pg_catalog.pg_db_role_setting
 ) s(x)
 """
 

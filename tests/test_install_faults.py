@@ -19,11 +19,18 @@ POINTS = {
     "event triggers created": "SELECT slony_nodelock.patch_all_clusters() AS patched",
     "clusters patched": "COMMIT;",
 }
+# After its COMMIT the script has nothing left to do: killed there, the kit is fully installed.
+COMMITTED = "committed"
 
 
 def hooked_script(bed, point: str):
     """A copy of install.sql that waits for the test's advisory lock just before point."""
     lines = INSTALL_SQL.read_text().splitlines(keepends=True)
+    if point == COMMITTED:
+        path = bed.root / "install-hooked-committed.sql"
+        # A transaction of its own after the script's: the hook must not hold the install open.
+        path.write_text("".join(lines) + "BEGIN;\n" + HOOK + "COMMIT;\n")
+        return path
     [at] = [i for i, line in enumerate(lines) if line.startswith(POINTS[point])]
     path = bed.root / f"install-hooked-{at}.sql"
     path.write_text("".join(lines[:at]) + HOOK + "".join(lines[at:]))
@@ -34,17 +41,22 @@ def install_stopped_at(bed, point: str, fault) -> subprocess.CompletedProcess:
     """Run the hooked script while the test holds the lock, apply fault once the installer waits
     at the hook, and return how psql ended."""
     node = bed.node(1)
-    with node.connect() as holder:
+    holder = node.connect()
+    installer = None
+    try:
         holder.execute("select pg_catalog.pg_advisory_lock(%s)", (HOOK_LOCK,))
         installer = subprocess.Popen(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", node.conninfo(),
                                       "-f", str(hooked_script(bed, point))],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            waiting = wait_for_hook(holder)
-            fault(waiting)
-        finally:
-            out, err = installer.communicate(timeout=60)
-    return subprocess.CompletedProcess(installer.args, installer.returncode, out, err)
+        fault(wait_for_hook(holder))
+        out, err = installer.communicate(timeout=60)
+        return subprocess.CompletedProcess(installer.args, installer.returncode, out, err)
+    finally:
+        # Whatever failed above, the installer must not wait on the hook, nor outlive the test.
+        holder.close()
+        if installer is not None and installer.poll() is None:
+            installer.kill()
+            installer.wait(timeout=10)
 
 
 def wait_for_hook(holder, timeout: float = 60) -> int:
@@ -84,6 +96,12 @@ def test_an_install_killed_at_any_point_leaves_the_database_untouched_and_slon_s
             cluster.wait_slon_holds_lock(bed.start_slon(n))
         cluster.assert_replicates(1, 2)
 
-    output = bed.install_fix(1)
-    assert "patched cluster _bed" in output
+    # Killed after its COMMIT: fully installed, and slon starts with it.
+    bed.slons[1].stop()
+    result = install_stopped_at(bed, COMMITTED, terminate)
+    assert result.returncode != 0 and "patched cluster _bed" in result.stderr, result.stderr
     assert node.query("select patched, problems from slony_nodelock.verify()") == [(True, None)]
+    cluster.wait_lock_holder_gone(1)
+    cluster.wait_slon_holds_lock(bed.start_slon(1))
+    cluster.assert_replicates(1, 2)
+    assert "cluster _bed is already patched; nothing changed" in bed.install_fix(1)

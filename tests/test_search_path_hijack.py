@@ -33,6 +33,26 @@ create function mallory.current_setting(text) returns text language sql as
   $$ insert into mallory.called values ('current_setting'); select pg_catalog.current_setting($1) $$;
 create function mallory.to_regnamespace(text) returns regnamespace language sql as
   $$ insert into mallory.called values ('to_regnamespace'); select pg_catalog.to_regnamespace($1) $$;
+create function mallory.current_database() returns name language sql as
+  $$ insert into mallory.called values ('current_database'); select pg_catalog.current_database() $$;
+create function mallory.pg_is_in_recovery() returns boolean language sql as
+  $$ insert into mallory.called values ('pg_is_in_recovery'); select pg_catalog.pg_is_in_recovery() $$;
+create function mallory.to_regclass(text) returns regclass language sql as
+  $$ insert into mallory.called values ('to_regclass'); select pg_catalog.to_regclass($1) $$;
+create function mallory.cardinality(anyarray) returns int4 language sql as
+  $$ insert into mallory.called values ('cardinality'); select pg_catalog.cardinality($1) $$;
+create function mallory.array_to_string(anyarray, text) returns text language sql as
+  $$ insert into mallory.called values ('array_to_string'); select pg_catalog.array_to_string($1, $2) $$;
+create function mallory.hashtext(text) returns int4 language sql as
+  $$ insert into mallory.called values ('hashtext'); select pg_catalog.hashtext($1) $$;
+create function mallory.pg_get_functiondef(oid) returns text language sql as
+  $$ insert into mallory.called values ('pg_get_functiondef'); select pg_catalog.pg_get_functiondef($1) $$;
+create function mallory.textcat(text, text) returns text language sql as
+  $$ insert into mallory.called values ('|| text'); select $1 operator(pg_catalog.||) $2 $$;
+create operator mallory.|| (leftarg = text, rightarg = text, function = mallory.textcat);
+create function mallory.int4ne(int4, int4) returns boolean language sql as
+  $$ insert into mallory.called values ('<> int4'); select $1 operator(pg_catalog.<>) $2 $$;
+create operator mallory.<> (leftarg = int4, rightarg = int4, function = mallory.int4ne);
 create function mallory.lower(text) returns text language sql as
   $$ insert into mallory.called values ('lower'); select pg_catalog.lower($1) $$;
 create function mallory.int4eq(int4, int4) returns boolean language sql as

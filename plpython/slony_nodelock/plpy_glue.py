@@ -109,8 +109,8 @@ def _lock_rows(plpy, plan, arguments, refusal, cluster):
         if plpy.execute("select pg_catalog.pg_is_in_recovery() as r")[0]["r"]:
             fail(plpy, 'cluster "%s" is on a hot standby, where no lock can be changed; nothing changed: '
                  "slon runs on the primary" % cluster, "25006")
-        fail(plpy, 'the locks of cluster "%s" cannot be changed in a read-only transaction '
-             "(default_transaction_read_only is on); nothing changed: run it in a read-write session" % cluster,
+        fail(plpy, 'the locks of cluster "%s" cannot be changed in a read-only transaction; nothing changed: '
+             "run it in a read-write session" % cluster,
              "25006")
 
 

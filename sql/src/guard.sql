@@ -8,7 +8,7 @@ BEGIN
         RAISE EXCEPTION 'slony-nodelock: this server is a hot standby; run the script on its primary, and the standby gets the kit by replication';
     END IF;
     IF pg_catalog.current_setting('transaction_read_only')::boolean THEN
-        RAISE EXCEPTION 'slony-nodelock: this session is read-only (default_transaction_read_only is on); run the script in a read-write session: PGOPTIONS=''-c default_transaction_read_only=off'' psql ...';
+        RAISE EXCEPTION 'slony-nodelock: this session is read-only (a read-only transaction); run the script in a read-write session: PGOPTIONS=''-c default_transaction_read_only=off'' psql ...';
     END IF;
     IF pg_catalog.current_setting('server_version_num')::int4 < @MIN_SERVER_VERSION_NUM@ THEN
         RAISE EXCEPTION 'slony-nodelock: PostgreSQL % is too old; it needs PostgreSQL @MIN_SERVER_MAJOR@ or later (pg_stat_activity.backend_type)',

@@ -130,7 +130,7 @@ class SlonyBed:
         """
         assert self.cluster is not None
         for slon in self.slons.values():
-            slon.stop()
+            slon.kill()
         stale = self.cluster.own_lock_pid(node_id)
         assert stale is not None, f"node {node_id}'s slon holds no lock to leave behind"
         self.node(node_id).crash_restart()

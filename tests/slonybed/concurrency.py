@@ -113,8 +113,8 @@ def cleanup_storm(bed: SlonyBed, seconds: float, sessions: int = 3) -> Storm:
                         storm.live_locks_missing += not rows
             time.sleep(0.05)
 
-    threads = [threading.Thread(target=hammer, args=(n,)) for n in cluster.nodes for _ in range(sessions)]
-    threads.append(threading.Thread(target=watch))
+    threads = [threading.Thread(target=hammer, args=(n,), daemon=True) for n in cluster.nodes for _ in range(sessions)]
+    threads.append(threading.Thread(target=watch, daemon=True))
     started = time.monotonic()
     for t in threads:
         t.start()
@@ -145,13 +145,30 @@ class TwoInstalls:
     exit_codes: tuple[int, int]
     outputs: tuple[str, str]
     verify: list[tuple]
+    # Whether one of the two was seen waiting for the other's install lock.
+    waited: bool
 
 
-def install_twice_at_once(bed: SlonyBed) -> TwoInstalls:
+def install_twice_at_once(bed: SlonyBed, timeout: float = 180) -> TwoInstalls:
     """Run sql/install.sql on node 1 from two psql sessions started together."""
     server = bed.node(1)
     argv = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", server.conninfo(), "-f", str(INSTALL_SQL)]
     runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
-    results = [r.communicate(timeout=180) for r in runs]
-    return TwoInstalls(tuple(r.returncode for r in runs), tuple(out for out, _ in results),
-                       server.query("select patched, failover_patched, problems from slony_nodelock.verify()"))
+    waited = False
+    try:
+        deadline = time.monotonic() + timeout
+        with server.connect() as watch:
+            while any(r.poll() is None for r in runs) and time.monotonic() < deadline:
+                waited = waited or bool(watch.execute(
+                    "select 1 from pg_catalog.pg_locks where locktype = 'advisory' and not granted "
+                    "and objid = (pg_catalog.hashtext('slony_nodelock install')::int8 & 4294967295)::oid").fetchall())
+                time.sleep(0.01)
+        outputs = tuple(r.communicate(timeout=10)[0] for r in runs)
+    finally:
+        for r in runs:
+            if r.poll() is None:
+                r.kill()
+                r.wait(timeout=10)
+    return TwoInstalls(tuple(r.returncode for r in runs), outputs,
+                       server.query("select patched, failover_patched, problems from slony_nodelock.verify()"),
+                       waited)

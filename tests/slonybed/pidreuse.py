@@ -244,7 +244,13 @@ class AuxiliaryHolder:
         # postmaster fork a backend, which could take the prepared PID.
         with self.server.connect() as watch, _CounterRestored():
             for attempt in range(1, MAX_ATTEMPTS + 1):
-                current = _launcher(watch)
+                # Right after a restart, or the previous attempt, the postmaster may not have
+                # started the launcher yet.
+                deadline = time.monotonic() + timeout
+                while (current := _launcher(watch)) is None:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the server has had no autovacuum launcher for {timeout}s")
+                    time.sleep(0.02)
                 _prepare_next_fork(pid)
                 os.kill(current, signal.SIGTERM)
                 deadline = time.monotonic() + timeout

@@ -139,9 +139,11 @@ class SessionProcess:
         except subprocess.TimeoutExpired:
             return None
 
-    def kill_session(self, grace: float = 5.0) -> None:
-        """SIGTERM the whole session, then SIGKILL whatever is left, and reap the leader."""
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+    def kill_session(self, grace: float = 5.0, hard: bool = False) -> None:
+        """SIGTERM the whole session, then SIGKILL whatever is left, and reap the leader. hard:
+        SIGKILL at once, as a power cut ends it."""
+        steps = ((signal.SIGKILL, 10.0),) if hard else ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0))
+        for sig, wait in steps:
             try:
                 os.killpg(self.popen.pid, sig)
             except ProcessLookupError:

@@ -54,6 +54,10 @@ class Slon:
     def stop(self) -> None:
         self.process.kill_session()
 
+    def kill(self) -> None:
+        """SIGKILL slon and its worker at once: what a power cut does to them."""
+        self.process.kill_session(hard=True)
+
     def wait_log(self, text: str, timeout: float = 15) -> str:
         """The log once it holds text: slon writes a NOTICE to its log on its own time, which may
         come after the row change the NOTICE is about is visible."""
