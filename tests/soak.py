@@ -55,8 +55,8 @@ def main() -> int:
     with SlonyBed(nodes=2, cluster="soak") as bed:
         bed.build_replicating()
         both = install_twice_at_once(bed)
-        print(f"  install.sql twice at once on a fresh database: exit codes {both.exit_codes}, one waited for "
-              f"the other: {both.waited}, verify() {both.verify}", flush=True)
+        print(f"  install.sql twice at once on a fresh database: exit codes {both.exit_codes}, both waited "
+              f"on the install lock: {both.waited}, verify() {both.verify}", flush=True)
         bed.install_fix(2)
         race = slons_at_once(bed, START_TRIALS)
         print(f"  4 slons for node 1 at once, {race.trials} trials: not exactly one running in "

@@ -30,6 +30,6 @@ def test_install_run_twice_at_once_on_a_fresh_database_ends_in_one_correct_insta
         assert code == 0 or (code == 3 and "ERROR:" in output), outputs
     assert 0 in both.exit_codes, outputs
     assert both.verify == [(True, True, None)], outputs
-    # One waited for the other (the script's own lock), instead of racing it.
+    # Both waited on the scripts' own lock, and were let go together.
     assert both.waited, outputs
     bed.cluster.assert_replicates(1, 2)

@@ -149,21 +149,30 @@ class TwoInstalls:
     waited: bool
 
 
+INSTALL_LOCK = "pg_catalog.hashtext('slony_nodelock install')"
+
+
 def install_twice_at_once(bed: SlonyBed, timeout: float = 180) -> TwoInstalls:
-    """Run sql/install.sql on node 1 from two psql sessions started together."""
+    """Run sql/install.sql on node 1 from two psql sessions at once. The test holds the scripts'
+    own install lock until both wait for it, so that they are let go together (and it shows that
+    they do wait: without the lock they would finish on their own)."""
     server = bed.node(1)
     argv = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", server.conninfo(), "-f", str(INSTALL_SQL)]
-    runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    runs: list[subprocess.Popen] = []
     waited = False
     try:
-        deadline = time.monotonic() + timeout
-        with server.connect() as watch:
-            while any(r.poll() is None for r in runs) and time.monotonic() < deadline:
-                waited = waited or bool(watch.execute(
-                    "select 1 from pg_catalog.pg_locks where locktype = 'advisory' and not granted "
-                    "and objid = (pg_catalog.hashtext('slony_nodelock install')::int8 & 4294967295)::oid").fetchall())
-                time.sleep(0.01)
-        outputs = tuple(r.communicate(timeout=10)[0] for r in runs)
+        with server.connect() as gate:
+            gate.execute(f"select pg_catalog.pg_advisory_lock({INSTALL_LOCK})")
+            runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                    for _ in range(2)]
+            deadline = time.monotonic() + 60
+            while not waited and time.monotonic() < deadline and all(r.poll() is None for r in runs):
+                waited = gate.execute(
+                    "select pg_catalog.count(*) = 2 from pg_catalog.pg_locks where locktype = 'advisory' "
+                    f"and not granted and objid = ({INSTALL_LOCK}::int8 & 4294967295)::oid").fetchone()[0]
+                time.sleep(0.02)
+            gate.execute(f"select pg_catalog.pg_advisory_unlock({INSTALL_LOCK})")
+        outputs = tuple(r.communicate(timeout=timeout)[0] for r in runs)
     finally:
         for r in runs:
             if r.poll() is None:
