@@ -134,10 +134,13 @@ class SlonyCluster:
     def start_slon(self, node_id: int) -> Slon:
         server = self.nodes[node_id]
         log_path = server.home / f"slon-{node_id}-{len(self.slons)}.log"
+        # Taken before the fork: taken after, a loaded machine could let slon's backends start
+        # first, and no backend of this slon would count as started after it.
+        started_at = datetime.now(timezone.utc)
         process = SessionProcess.start(
             ["slon", *SLON_OPTIONS, self.name, server.conninfo()], cwd=server.home, log_path=log_path
         )
-        slon = Slon(node_id, process)
+        slon = Slon(node_id, process, started_at)
         self.slons.append(slon)
         return slon
 
