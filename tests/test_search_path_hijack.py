@@ -9,68 +9,43 @@ import subprocess
 from slonybed.bed import INSTALL_SQL, UNINSTALL_SQL
 
 HIJACK = "-c search_path=mallory,pg_catalog,public"
-# Each shadow notes its call in mallory.called, then does what the real one would.
-SHADOWS = """
-create role mallory login;
-create schema mallory authorization mallory;
-set role mallory;
-create table mallory.called (name text, query text default pg_catalog.current_query());
-create function mallory.pg_backend_pid() returns int4 language sql as
-  $$ insert into mallory.called values ('pg_backend_pid'); select pg_catalog.pg_backend_pid() $$;
-create function mallory.now() returns timestamptz language sql as
-  $$ insert into mallory.called values ('now'); select pg_catalog.now() $$;
-create function mallory.quote_ident(text) returns text language sql as
-  $$ insert into mallory.called values ('quote_ident'); select pg_catalog.quote_ident($1) $$;
-create function mallory.format(text, text) returns text language sql as
-  $$ insert into mallory.called values ('format'); select pg_catalog.format($1, $2) $$;
-create function mallory.format(text, text, text) returns text language sql as
-  $$ insert into mallory.called values ('format'); select pg_catalog.format($1, $2, $3) $$;
-create function mallory.unnest(anyarray) returns setof anyelement language sql as
-  $$ insert into mallory.called values ('unnest'); select pg_catalog.unnest($1) $$;
-create function mallory.pg_stat_get_activity(int4) returns setof record language sql as
-  $$ insert into mallory.called values ('pg_stat_get_activity'); select * from pg_catalog.pg_stat_get_activity($1) $$;
-create function mallory.current_setting(text) returns text language sql as
-  $$ insert into mallory.called values ('current_setting'); select pg_catalog.current_setting($1) $$;
-create function mallory.to_regnamespace(text) returns regnamespace language sql as
-  $$ insert into mallory.called values ('to_regnamespace'); select pg_catalog.to_regnamespace($1) $$;
-create function mallory.current_database() returns name language sql as
-  $$ insert into mallory.called values ('current_database'); select pg_catalog.current_database() $$;
-create function mallory.pg_is_in_recovery() returns boolean language sql as
-  $$ insert into mallory.called values ('pg_is_in_recovery'); select pg_catalog.pg_is_in_recovery() $$;
-create function mallory.to_regclass(text) returns regclass language sql as
-  $$ insert into mallory.called values ('to_regclass'); select pg_catalog.to_regclass($1) $$;
-create function mallory.cardinality(anyarray) returns int4 language sql as
-  $$ insert into mallory.called values ('cardinality'); select pg_catalog.cardinality($1) $$;
-create function mallory.array_to_string(anyarray, text) returns text language sql as
-  $$ insert into mallory.called values ('array_to_string'); select pg_catalog.array_to_string($1, $2) $$;
-create function mallory.hashtext(text) returns int4 language sql as
-  $$ insert into mallory.called values ('hashtext'); select pg_catalog.hashtext($1) $$;
-create function mallory.pg_get_functiondef(oid) returns text language sql as
-  $$ insert into mallory.called values ('pg_get_functiondef'); select pg_catalog.pg_get_functiondef($1) $$;
-create function mallory.textcat(text, text) returns text language sql as
-  $$ insert into mallory.called values ('|| text'); select $1 operator(pg_catalog.||) $2 $$;
-create operator mallory.|| (leftarg = text, rightarg = text, function = mallory.textcat);
-create function mallory.int4ne(int4, int4) returns boolean language sql as
-  $$ insert into mallory.called values ('<> int4'); select $1 operator(pg_catalog.<>) $2 $$;
-create operator mallory.<> (leftarg = int4, rightarg = int4, function = mallory.int4ne);
-create function mallory.lower(text) returns text language sql as
-  $$ insert into mallory.called values ('lower'); select pg_catalog.lower($1) $$;
-create function mallory.int4eq(int4, int4) returns boolean language sql as
-  $$ insert into mallory.called values ('= int4'); select $1 operator(pg_catalog.=) $2 $$;
-create operator mallory.= (leftarg = int4, rightarg = int4, function = mallory.int4eq);
-create function mallory.texteq(text, text) returns boolean language sql as
-  $$ insert into mallory.called values ('= text'); select $1 operator(pg_catalog.=) $2 $$;
-create operator mallory.= (leftarg = text, rightarg = text, function = mallory.texteq);
-create function mallory.nameeq(name, name) returns boolean language sql as
-  $$ insert into mallory.called values ('= name'); select $1 operator(pg_catalog.=) $2 $$;
-create operator mallory.= (leftarg = name, rightarg = name, function = mallory.nameeq);
-create function mallory.oideq(oid, oid) returns boolean language sql as
-  $$ insert into mallory.called values ('= oid'); select $1 operator(pg_catalog.=) $2 $$;
-create operator mallory.= (leftarg = oid, rightarg = oid, function = mallory.oideq);
-grant usage on schema mallory to public;
-grant insert on mallory.called to public;
-reset role;
-"""
+# Functions shadowed: (name, argument types, result type). Each shadow notes its call in
+# mallory.called, then does what pg_catalog's would.
+FUNCTIONS = [
+    ("pg_backend_pid", [], "int4"), ("now", [], "timestamptz"), ("quote_ident", ["text"], "text"),
+    ("format", ["text", "text"], "text"), ("format", ["text", "text", "text"], "text"),
+    ("unnest", ["anyarray"], "setof anyelement"), ("current_setting", ["text"], "text"),
+    ("to_regnamespace", ["text"], "regnamespace"), ("current_database", [], "name"),
+    ("pg_is_in_recovery", [], "boolean"), ("to_regclass", ["text"], "regclass"),
+    ("cardinality", ["anyarray"], "int4"), ("array_to_string", ["anyarray", "text"], "text"),
+    ("hashtext", ["text"], "int4"), ("pg_get_functiondef", ["oid"], "text"), ("lower", ["text"], "text"),
+]
+# Operators shadowed: (operator, operand type, result type, the shadow's function name).
+OPERATORS = [
+    ("||", "text", "text", "textcat"), ("<>", "int4", "boolean", "int4ne"), ("=", "int4", "boolean", "int4eq"),
+    ("=", "text", "boolean", "texteq"), ("=", "name", "boolean", "nameeq"), ("=", "oid", "boolean", "oideq"),
+]
+
+
+def shadows() -> str:
+    lines = ["create role mallory login;", "create schema mallory authorization mallory;", "set role mallory;",
+             "create table mallory.called (name text, query text default pg_catalog.current_query());"]
+    for name, args, returns in FUNCTIONS:
+        call = f"pg_catalog.{name}({', '.join(f'${i}' for i in range(1, len(args) + 1))})"
+        lines.append(f"create function mallory.{name}({', '.join(args)}) returns {returns} language sql as\n"
+                     f"  $$ insert into mallory.called values ('{name}'); select {call} $$;")
+    # Returning setof record, pg_stat_get_activity's shadow needs select * rather than a call.
+    lines.append("create function mallory.pg_stat_get_activity(int4) returns setof record language sql as\n"
+                 "  $$ insert into mallory.called values ('pg_stat_get_activity');"
+                 " select * from pg_catalog.pg_stat_get_activity($1) $$;")
+    for operator, operand, returns, function in OPERATORS:
+        lines.append(f"create function mallory.{function}({operand}, {operand}) returns {returns} language sql as\n"
+                     f"  $$ insert into mallory.called values ('{operator} {operand}');"
+                     f" select $1 operator(pg_catalog.{operator}) $2 $$;")
+        lines.append(f"create operator mallory.{operator} (leftarg = {operand}, rightarg = {operand}, "
+                     f"function = mallory.{function});")
+    lines += ["grant usage on schema mallory to public;", "grant insert on mallory.called to public;", "reset role;"]
+    return "\n".join(lines)
 
 
 def psql(server, script) -> subprocess.CompletedProcess:
@@ -89,7 +64,7 @@ def callers(server) -> list[tuple[str, str]]:
 def test_no_shadowing_function_or_operator_runs_in_install_cleanup_verify_repatch_or_uninstall(bed):
     bed.build_replicating()
     node = bed.node(1)
-    node.query(SHADOWS)
+    node.query(shadows())
     # The shadows do win where a name is looked up on this search_path.
     with node.connect(options=HIJACK) as conn:
         conn.execute("select pg_backend_pid(), 1 = 1, format('%s', 'x')")

@@ -17,7 +17,7 @@ import pytest
 
 from slonybed.bed import REPO
 from slonybed.engine import EngineUnavailable, PodmanService, _of_run
-from slonybed.processes import process_args, start_time
+from slonybed.processes import process_args, process_info, start_time
 
 
 def test_a_podman_without_runc_is_named_as_the_cause(monkeypatch):
@@ -52,8 +52,7 @@ def test_a_terminated_run_ends_its_suite_and_leaves_no_process(engine):
         suite = []
         while len(suite) < 3:
             assert time.monotonic() < deadline, "the wrapper did not start its command"
-            suite = [(p, start_time(p)) for p in map(int, filter(str.isdigit, os.listdir("/proc")))
-                     if _session_of(p) == _session_of_child(wrapper.pid)]
+            suite = [(p, start_time(p)) for p in _session_started_by(wrapper.pid)]
             time.sleep(0.1)
         wrapper.send_signal(signal.SIGTERM)
         wrapper.wait(timeout=120)
@@ -70,21 +69,10 @@ def test_a_terminated_run_ends_its_suite_and_leaves_no_process(engine):
             wrapper.wait(timeout=10)
 
 
-def _session_of(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2:].split()[3])
-
-
-def _session_of_child(parent: int) -> int | None:
-    """The session of parent's child: the wrapper starts its command in a session of its own."""
-    for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == parent:
-            return _session_of(pid)
-    return -1
+def _session_started_by(parent: int) -> list[int]:
+    """The processes of the session that parent's child leads: the wrapper starts its command in
+    a session of its own."""
+    table = {pid: info for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+             if (info := process_info(pid)) is not None}
+    sessions = {session for _, ppid, session, _ in table.values() if ppid == parent}
+    return [pid for pid, (_, _, session, _) in table.items() if session in sessions]

@@ -41,7 +41,7 @@ def slons_at_once(bed: SlonyBed, trials: int, count: int = 4) -> StartRace:
         running = slons
         while time.monotonic() < deadline:
             running = [s for s in slons if s.alive()]
-            if len(running) <= 1 and (not running or _holds_lock(cluster, running[0])):
+            if len(running) <= 1 and (not running or cluster.lock_held_by(running[0]) is not None):
                 break
             time.sleep(0.1)
         # A loser exits within a second or two of its cleanup; give any late one the time to go.
@@ -55,13 +55,6 @@ def slons_at_once(bed: SlonyBed, trials: int, count: int = 4) -> StartRace:
         bed.slons[1] = running[0] if running else cluster.start_slon(1)
     cluster.wait_slon_holds_lock(bed.slons[1])
     return race
-
-
-def _holds_lock(cluster, slon) -> bool:
-    pid = cluster.own_lock_pid(slon.node_id)
-    return pid is not None and bool(cluster.node(slon.node_id).query(
-        "select 1 from pg_catalog.pg_stat_activity where pid = %s and application_name = 'slon.local_listen' "
-        "and backend_start >= %s", (pid, slon.started_at)))
 
 
 @dataclass

@@ -8,20 +8,16 @@ kept in a label, so a second run builds nothing.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from .bed import REPO
-from .processes import note_session
+from .processes import exclusive_flock, note_session
 
 RECIPE_DIR = REPO / "tests" / "containers"
 RECIPE_FILES = ("node.Dockerfile", "node-entrypoint")
@@ -35,7 +31,6 @@ BUILD_TIMEOUT = 900
 def build_problem() -> str | None:
     """Why images cannot be built on this machine, or None: what a skip may say. Anything else
     that fails a build is a fault of the recipe."""
-    import os
     import urllib.request
 
     if os.geteuid() != 0:
@@ -74,22 +69,12 @@ def _image(client, tag: str):
         return None
 
 
-@contextmanager
-def _building(name: str) -> Iterator[None]:
+def _building(name: str):
     """One builder of an image at a time on this machine (the run's xdist workers, another run):
     the others wait, then find it built. The lock is a file in /run/lock, which is emptied at boot."""
     lock_dir = Path("/run/lock") if os.access("/run/lock", os.W_OK) else Path(tempfile.gettempdir())
-    with open(lock_dir / f"slony-nodelock-{name}.lock", "a") as lock:
-        deadline = time.monotonic() + 2 * BUILD_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"another process kept building {name} for {2 * BUILD_TIMEOUT}s")
-                time.sleep(1)
-        yield
+    return exclusive_flock(lock_dir / f"slony-nodelock-{name}.lock", 2 * BUILD_TIMEOUT,
+                           f"the build of {name}", poll=1)
 
 
 class ImagesUnavailable(RuntimeError):

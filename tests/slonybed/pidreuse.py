@@ -7,7 +7,6 @@ there first; then we let the stray holder go and try again.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import random
 import signal
@@ -22,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from .postgres import DATABASE, PostgresServer
-from .processes import SessionProcess, process_args
+from .processes import SessionProcess, exclusive_flock, process_args
 
 if TYPE_CHECKING:
     from .slony import Slon, SlonyCluster
@@ -77,24 +76,18 @@ class _CounterRestored:
     counter."""
 
     def __enter__(self) -> None:
-        self.lock = open(NS_LAST_PID)
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    self.lock.close()
-                    raise PidUnavailable(f"another claim kept {NS_LAST_PID} for {LOCK_WAIT}s")
-                time.sleep(0.05)
+        self.lock = exclusive_flock(NS_LAST_PID, LOCK_WAIT, f"{NS_LAST_PID}, by another claim,")
+        try:
+            self.lock.__enter__()
+        except RuntimeError as waited:
+            raise PidUnavailable(str(waited)) from None
         self.counter = int(NS_LAST_PID.read_text())
 
     def __exit__(self, *exc) -> None:
         try:
             NS_LAST_PID.write_text(str(max(self.counter, int(NS_LAST_PID.read_text()))))
         finally:
-            self.lock.close()
+            self.lock.__exit__(None, None, None)
 
 
 def pid_control_refusal() -> str | None:

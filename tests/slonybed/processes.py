@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +19,23 @@ SERVER_USER = "postgres"
 # postmasters), in order. The start time tells our session from a later one whose leader got
 # the same PID, in this test process or another.
 started_sessions: list[tuple[int, int | None]] = []
+
+
+@contextmanager
+def exclusive_flock(path: Path, timeout: float, what: str, poll: float = 0.05) -> Iterator[None]:
+    """Hold an exclusive flock on path (created if missing) for the with block; other processes
+    wait for it, up to timeout, then RuntimeError names what they waited for."""
+    with open(path, "a") as lock:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{what} was held elsewhere for {timeout}s") from None
+                time.sleep(poll)
+        yield
 
 
 def note_session(pid: int) -> None:
@@ -170,7 +190,7 @@ class Survivor:
         return f"pid {self.pid} ({self.user}): {self.args}"
 
 
-def _process_info(pid: int) -> tuple[int, int, int, str] | None:
+def process_info(pid: int) -> tuple[int, int, int, str] | None:
     """(uid, parent pid, session id, command line) of a live process, or None if it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -189,7 +209,7 @@ def _process_info(pid: int) -> tuple[int, int, int, str] | None:
 
 def process_args(pid: int) -> str | None:
     """The command line of a live process, or None when pid is free."""
-    info = _process_info(pid)
+    info = process_info(pid)
     return info[3] if info else None
 
 
@@ -221,7 +241,7 @@ class ProcessLedger:
         table = {}
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit() and int(entry.name) != me:
-                info = _process_info(int(entry.name))
+                info = process_info(int(entry.name))
                 if info is not None:
                     table[int(entry.name)] = info
         ours = {pid for pid, (_, _, sid, args) in table.items() if sid in sessions or (self.marker and self.marker in args)}

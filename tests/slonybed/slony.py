@@ -170,23 +170,29 @@ class SlonyCluster:
             .format(sql.Identifier(self.schema)), (pid, node_id))
         assert self.own_lock_pid(node_id) == pid
 
-    def wait_slon_holds_lock(self, slon: Slon, timeout: float = 30) -> int:
-        """Wait until slon's local_listen backend holds the node's lock row; return its PID.
+    def lock_held_by(self, slon: Slon) -> int | None:
+        """The PID of the node's own lock row if slon's local_listen backend holds it, else None.
 
         A backend started before slon cannot be slon's, whatever its application_name says:
         that is exactly the impostor the PID-reuse scenarios plant.
         """
-        server = self.node(slon.node_id)
+        pid = self.own_lock_pid(slon.node_id)
+        if pid is not None and self.node(slon.node_id).query(
+            "select 1 from pg_catalog.pg_stat_activity where pid = %s "
+            "and application_name = 'slon.local_listen' and backend_start >= %s",
+            (pid, slon.started_at),
+        ):
+            return pid
+        return None
+
+    def wait_slon_holds_lock(self, slon: Slon, timeout: float = 30) -> int:
+        """Wait until slon's local_listen backend holds the node's lock row; return its PID."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not slon.alive():
                 raise AssertionError(f"slon for node {slon.node_id} exited:\n{slon.log}")
-            pid = self.own_lock_pid(slon.node_id)
-            if pid is not None and server.query(
-                "select 1 from pg_catalog.pg_stat_activity where pid = %s "
-                "and application_name = 'slon.local_listen' and backend_start >= %s",
-                (pid, slon.started_at),
-            ):
+            pid = self.lock_held_by(slon)
+            if pid is not None:
                 return pid
             time.sleep(0.1)
         raise AssertionError(f"slon for node {slon.node_id} took no lock in {timeout}s:\n{slon.log}")

@@ -153,10 +153,7 @@ def _outcome(cluster, slon: Slon, first: Slon | None = None) -> str:
             if DUPLICATE_LOCK in slon.log:
                 return "refused on the duplicate key"
             return "exited: " + " | ".join(line for line in slon.log.splitlines()[-5:])
-        pid = cluster.own_lock_pid(slon.node_id)
-        if pid is not None and cluster.node(slon.node_id).query(
-                "select 1 from pg_catalog.pg_stat_activity where pid = %s and application_name = "
-                "'slon.local_listen' and backend_start >= %s", (pid, slon.started_at)):
+        if cluster.lock_held_by(slon) is not None:
             return "runs"
         time.sleep(0.1)
     return f"stuck: neither ran nor exited in {SLON_WAIT}s"
