@@ -4,15 +4,88 @@
 
 -- Run as a superuser:  psql -v ON_ERROR_STOP=1 -d DB -f sql/install.sql
 -- Everything below is one transaction: it installs all of it or, on any error, nothing.
+-- No lock is waited for longer than lock_timeout (10s unless psql -v lock_timeout=60s is given).
 \set ON_ERROR_STOP 1
 \set VERBOSITY terse
 \set QUIET 1
+\if :{?lock_timeout}
+\else
+\set lock_timeout 10s
+\endif
 BEGIN;
+SET LOCAL lock_timeout = :'lock_timeout';
 -- Nothing the script runs can be redirected by a schema on the caller's search_path.
 SET LOCAL search_path = pg_catalog, pg_temp;
 -- One install (or uninstall) at a time in a database: a second waits here, then finds the kit
 -- installed; without it, two first installs collide on CREATE EXTENSION and CREATE SCHEMA.
-DO $one_at_a_time$ BEGIN PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('slony_nodelock install')); END $one_at_a_time$;
+-- Then, before anything changes, the locks on Slony's tables that the install needs: SHARE ROW
+-- EXCLUSIVE (what CREATE TRIGGER and ENABLE ALWAYS TRIGGER take) on each cluster's sl_nodelock,
+-- in schema order so that two runs take them in the same order. slon's inserts and deletes of
+-- lock rows wait for the install; its reads do not. A lock that is not free within lock_timeout
+-- fails the script in one line naming who holds it. The kit's own tables are not locked here:
+-- slon's cleanup reads them while it holds ROW SHARE on sl_nodelock, so taking them first would
+-- deadlock against it. Clusters are found from pg_catalog (our functions may not exist yet), by
+-- cluster_candidates()'s rule: a schema owned by a superuser holding the tables sl_node and
+-- sl_nodelock. A look-alike is not locked: the install leaves it alone, and its owner, who need
+-- not be a superuser, could otherwise hold the install up.
+DO $one_at_a_time$
+DECLARE
+    v_key constant int8 := pg_catalog.hashtext('slony_nodelock install');
+    v_db constant oid := (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database());
+    v_holders text[];
+    v_table record;
+BEGIN
+    BEGIN
+        PERFORM pg_catalog.pg_advisory_xact_lock(v_key);
+    EXCEPTION WHEN lock_not_available THEN
+        SELECT pg_catalog.array_agg(DISTINCT l.pid ORDER BY l.pid) INTO v_holders
+          FROM pg_catalog.pg_locks l
+         WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
+           AND l.database = v_db AND l.classid = ((v_key >> 32) & 4294967295)::oid AND l.objid = (v_key & 4294967295)::oid AND l.objsubid = 1;
+        RAISE EXCEPTION 'slony-nodelock: another install or uninstall of slony-nodelock is running in database % (%); waited %; nothing changed; run the script again when it has finished',
+            pg_catalog.current_database(),
+            CASE pg_catalog.cardinality(v_holders) WHEN 0 THEN 'it has just finished' WHEN 1 THEN 'pid ' || v_holders[1]
+                 ELSE 'pids ' || pg_catalog.array_to_string(v_holders, ', ') END,
+            pg_catalog.current_setting('lock_timeout');
+    END;
+    -- The guard below refuses these in one line; LOCK TABLE would fail first, less clearly.
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+       OR pg_catalog.pg_is_in_recovery() OR pg_catalog.current_setting('transaction_read_only')::boolean THEN
+        RETURN;
+    END IF;
+    FOR v_table IN SELECT c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname) AS name
+                     FROM pg_catalog.pg_class c
+                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                     JOIN pg_catalog.pg_roles o ON o.oid = n.nspowner
+                    WHERE c.relname = 'sl_nodelock' AND c.relkind = 'r' AND o.rolsuper
+                      AND EXISTS (SELECT FROM pg_catalog.pg_class s
+                                   WHERE s.relnamespace = n.oid AND s.relname = 'sl_node' AND s.relkind = 'r')
+                    ORDER BY n.nspname LOOP
+        BEGIN
+            EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_table.name);
+        EXCEPTION WHEN lock_not_available THEN
+            -- Who holds a mode that SHARE ROW EXCLUSIVE waits for (not the readers).
+            SELECT pg_catalog.array_agg(h.who ORDER BY h.who) INTO v_holders
+              FROM (SELECT DISTINCT
+                           CASE WHEN l.pid IS NULL THEN pg_catalog.format('prepared transaction %L', p.gid)
+                                ELSE pg_catalog.format('pid %s (%s, in transaction since %s)', l.pid,
+                                         CASE WHEN a.application_name <> '' THEN a.application_name
+                                              ELSE COALESCE(a.backend_type, 'a process') || ' with no application_name' END,
+                                         COALESCE(pg_catalog.date_trunc('second', a.xact_start)::text, 'an unknown time')) END AS who
+                      FROM pg_catalog.pg_locks l
+                      LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+                      LEFT JOIN pg_catalog.pg_prepared_xacts p
+                             ON l.pid IS NULL AND p.transaction::text = pg_catalog.split_part(l.virtualtransaction, '/', 2)
+                     WHERE l.locktype = 'relation' AND l.database = v_db AND l.relation = v_table.oid AND l.granted
+                       AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()
+                       AND l.mode NOT IN ('AccessShareLock', 'RowShareLock')) h;
+            RAISE EXCEPTION 'slony-nodelock: waited % for a lock on %, %; nothing changed; run the script again when it is free, or give it longer: psql -v lock_timeout=60s ...',
+                pg_catalog.current_setting('lock_timeout'), v_table.name,
+                COALESCE('held by ' || pg_catalog.array_to_string(v_holders, ', '), 'which no session holds any more');
+        END;
+    END LOOP;
+END
+$one_at_a_time$;
 
 -- Refuse, before changing anything, what we cannot install into.
 DO $guard$
@@ -31,7 +104,9 @@ BEGIN
             pg_catalog.current_setting('server_version');
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_available_extensions WHERE name = 'plpython3u') THEN
-        RAISE EXCEPTION 'slony-nodelock: PL/Python (plpython3u) is not available on this server; install the package postgresql-plpython3-% on the database host and run the script again',
+        RAISE EXCEPTION 'slony-nodelock: PL/Python (plpython3u) is not available to this PostgreSQL %; nothing changed. Install the package postgresql-plpython3-% (Debian, Ubuntu; postgresql%-plpython3 on RHEL) where the server runs (on its machine, or in its container image), then run the script again',
+            pg_catalog.current_setting('server_version_num')::int4 / 10000,
+            pg_catalog.current_setting('server_version_num')::int4 / 10000,
             pg_catalog.current_setting('server_version_num')::int4 / 10000;
     END IF;
 END
@@ -57,17 +132,21 @@ COMMENT ON TABLE slony_nodelock.migration IS 'slony-nodelock: migrations/NNNN_*.
 DO $newer$
 DECLARE
     v_newest int4 := (SELECT pg_catalog.max(version) FROM slony_nodelock.migration);
+    v_installed text;
 BEGIN
     IF v_newest > 3 THEN
-        RAISE EXCEPTION 'slony-nodelock: this database is at migration %, newer than this script knows (%); install with the script of the newer release',
-            v_newest, 3;
+        IF pg_catalog.to_regprocedure('slony_nodelock.version()') IS NOT NULL THEN
+            EXECUTE 'SELECT slony_nodelock.version()' INTO v_installed;
+        END IF;
+        RAISE EXCEPTION 'slony-nodelock: database % holds migration % (installed release: %), newer than this script, release 0.3.0, whose newest migration is 3; nothing changed. Install with the install.sql of release % or later; to go back to 0.3.0, run that release''s uninstall.sql first',
+            pg_catalog.quote_ident(pg_catalog.current_database()), v_newest, COALESCE(v_installed, 'unknown'), COALESCE(v_installed, 'unknown');
     END IF;
 END
 $newer$;
 
 -- Applies one migration unless the registry already has it; a recorded step whose script has
 -- changed since is refused, because released migrations are never edited.
-CREATE OR REPLACE FUNCTION pg_temp.slony_nodelock_migrate(p_version int4, p_name text, p_sha256 text, p_script text)
+CREATE OR REPLACE FUNCTION pg_temp.slony_nodelock_migrate(p_version int4, p_name text, p_release text, p_sha256 text, p_script text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -78,20 +157,20 @@ BEGIN
     SELECT m.script_sha256 INTO v_recorded FROM slony_nodelock.migration m WHERE m.version = p_version;
     IF FOUND THEN
         IF v_recorded <> p_sha256 THEN
-            RAISE EXCEPTION 'slony-nodelock: migration % (%) was applied from a different script (sha256 % recorded, % here); released migrations must not change',
-                p_version, p_name, v_recorded, p_sha256;
+            RAISE EXCEPTION 'slony-nodelock: migration % (%, of release %) was applied here from another script than this install.sql of release 0.3.0 carries (sha256 % recorded, % here); nothing changed. Released migrations never change, so one of the two scripts was edited: install with an unmodified slony-nodelock 0.3.0 (git checkout v0.3.0)',
+                p_version, p_name, p_release, pg_catalog.left(v_recorded, 12), pg_catalog.left(p_sha256, 12);
         END IF;
         RETURN;
     END IF;
     EXECUTE p_script;
     INSERT INTO slony_nodelock.migration (version, name, script_sha256) VALUES (p_version, p_name, p_sha256);
-    RAISE NOTICE 'slony-nodelock: applied migration %', p_name;
+    RAISE NOTICE 'slony-nodelock: applied migration % (%, of release %)', p_version, p_name, p_release;
 END
 $migrate$;
 
 -- Migrations: each runs once per database; the registry remembers it and its hash.
 -- (\gset only keeps psql from printing the empty result.)
-SELECT pg_temp.slony_nodelock_migrate(1, '0001_identity_and_saved_functions', '0948dcab2936e99ebb8d0530c41078f4ac824b30be8796967b32a83b825f9de5',
+SELECT pg_temp.slony_nodelock_migrate(1, '0001_identity_and_saved_functions', '0.1.0', '0948dcab2936e99ebb8d0530c41078f4ac824b30be8796967b32a83b825f9de5',
 $slony_nodelock_migration$-- slony-nodelock migration 0001 (release 0.1.0): the tables. Never edit once released; add a new
 -- step instead. Runs inside sql/install.sql's transaction, after the schema exists.
 
@@ -122,7 +201,7 @@ CREATE TABLE slony_nodelock.stock_function (
 );
 COMMENT ON TABLE slony_nodelock.stock_function IS 'slony-nodelock: each cluster''s cleanupnodelock() as Slony last installed it (pg_get_functiondef)';
 $slony_nodelock_migration$) AS migrated \gset
-SELECT pg_temp.slony_nodelock_migrate(2, '0002_repatch_log', '5725bfc27422df0d609652238aba1069faae9972af001d04f670675611c6bf7e',
+SELECT pg_temp.slony_nodelock_migrate(2, '0002_repatch_log', '0.2.0', '5725bfc27422df0d609652238aba1069faae9972af001d04f670675611c6bf7e',
 $slony_nodelock_migration$-- slony-nodelock migration 0002 (release 0.2.0): a log of automatic re-patching. Never edit once
 -- released; add a new step instead.
 
@@ -140,7 +219,7 @@ CREATE TABLE slony_nodelock.repatch_log (
 CREATE INDEX repatch_log_cluster ON slony_nodelock.repatch_log (cluster_schema);
 COMMENT ON TABLE slony_nodelock.repatch_log IS 'slony-nodelock: each automatic re-patch after Slony recreated a cluster''s cleanupnodelock() or sl_nodelock';
 $slony_nodelock_migration$) AS migrated \gset
-SELECT pg_temp.slony_nodelock_migrate(3, '0003_identity_row_version', '8e4cd77fbce0ad6a8e861cfd48fe800375c85109f799438b895c1c4c21245425',
+SELECT pg_temp.slony_nodelock_migrate(3, '0003_identity_row_version', '0.3.0', '8e4cd77fbce0ad6a8e861cfd48fe800375c85109f799438b895c1c4c21245425',
 $slony_nodelock_migration$-- slony-nodelock migration 0003 (release 0.3.0): bind each identity record to the row version it
 -- describes. Never edit once released; add a new step instead.
 
@@ -183,7 +262,11 @@ SELECT $slony_nodelock_py$
 # The same source runs in two places: pasted by sql/generate.py into slony_nodelock.logic_source(),
 # the Python that each cluster's replacement cleanupnodelock() is built from and that
 # adopt_live_locks() loads, and imported as slony_nodelock.liveness by the unit tests. So it keeps
-# to plain functions and builtin types: no imports, no __future__, no classes.
+# to plain functions and builtin types: no __future__, no classes, and the standard library only,
+# imported inside the function that needs it.
+#
+# It also words what the kit tells the operator about a lock: each message says what happened,
+# whether slon can start, and the one thing to do, if any (tests/test_messages.py holds the texts).
 #
 # Inputs are mappings, the shape plpy.execute() and psycopg's dict_row both return:
 #   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid", "xmin"}; xmin names the row version
@@ -211,10 +294,35 @@ STALE = "stale"
 UNSURE = "unsure"
 
 
-def clock(epoch_microseconds):
-    """HH:MM:SS UTC of an epoch timestamp in microseconds, for messages."""
-    seconds = epoch_microseconds // 1000000 % 86400
-    return "%02d:%02d:%02d UTC" % (seconds // 3600, seconds // 60 % 60, seconds % 60)
+def moment(epoch_microseconds, precise=True):
+    """'2026-11-28 09:52:59.123456 UTC', for messages: the date, because a lock often outlives a
+    midnight, and microseconds when precise, because two backends' start times can differ by less
+    than a second. Without precise, to the second: /proc gives a process's start in clock ticks."""
+    import datetime
+    at = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=epoch_microseconds)
+    return at.strftime("%Y-%m-%d %H:%M:%S.%f UTC" if precise else "%Y-%m-%d %H:%M:%S UTC")
+
+
+def quoted(name):
+    """name in double quotes, as SQL quotes an identifier, and printable."""
+    return '"%s"' % printable(name or "").replace('"', '""')
+
+
+def cluster_label(schema):
+    """'cluster "prod" (schema "_prod")': the name slonik's scripts and slon's logs use, and the
+    schema Slony made for it (the name with a leading underscore), so that either can be searched
+    for. slony_nodelock.cluster_label() words it the same way in SQL."""
+    if schema is None:
+        return "this cluster"
+    name = schema[1:] if schema.startswith("_") and len(schema) > 1 else schema
+    return "cluster %s (schema %s)" % (quoted(name), quoted(schema))
+
+
+def describe_row(schema, row):
+    """'lock row (node 1, conncnt 0, pid 2225) of cluster "prod" (schema "_prod")'."""
+    pid = row["nl_backendpid"]
+    return "lock row (node %d, conncnt %d, pid %s) of %s" % (
+        row["nl_nodeid"], row["nl_conncnt"], "NULL" if pid is None else pid, cluster_label(schema))
 
 
 def process_start(stat_text, boot_epoch_seconds, ticks_per_second):
@@ -266,8 +374,8 @@ def command_line(cmdline_bytes, stat_text):
 
 
 def describe_process(command, user, started):
-    """'"svlogd -tt ./main" (user postgres, started 09:52:59 UTC)', for messages."""
-    return '"%s" (user %s, started %s)' % (command, printable(user), clock(started))
+    """'"svlogd -tt ./main" (user postgres, started 2026-11-28 09:52:59 UTC)', for messages."""
+    return '"%s" (user %s, started %s)' % (command, printable(user), moment(started, precise=False))
 
 
 NO_SUCH_PROCESS = "no such process"
@@ -313,7 +421,7 @@ def carries_slons_exact_name(row, name):
     return is_registering_connection(name)
 
 
-def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_process=None):
+def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_process=None, role=None):
     """(verdict, reason) for one lock row.
 
     identity is the record kept for the row's key, or None; it counts only if it matches the row
@@ -321,7 +429,8 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
     such process is listed. took_other names another lock row, of any cluster in the database,
     that this very backend (same PID and start time) is recorded to have taken, or is None.
     os_process says what the PID is on the database host when it is no backend (see
-    describe_process, or NO_SUCH_PROCESS), or is None when that is unknown.
+    describe_process, or NO_SUCH_PROCESS), or is None when that is unknown. role is the role
+    judging, named when pg_stat_activity hides what it needs.
     """
     pid = row["nl_backendpid"]
     if pid is None or pid <= 0:
@@ -333,31 +442,33 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
     if recorded and identity.get("adopted") and took_other is not None:
         recorded = False  # a guess at install, refuted by what the trigger saw
     if backend is None:
+        # pg_stat_activity lists every backend of the server, of every database.
         if os_process == NO_SUCH_PROCESS:
-            return STALE, "pid %d is not a backend of this database (no such process)" % pid
+            return STALE, "no process has pid %d any more, so the backend that took the lock has ended" % pid
         if os_process is not None:
-            return STALE, "pid %d is now %s, not a backend of this database" % (pid, os_process)
-        return STALE, "pid %d is not a backend of this database" % pid
+            return STALE, "pid %d is now %s, which is no backend of this server" % (pid, os_process)
+        return STALE, "pid %d is no backend of this server (what holds it on the host could not be read)" % pid
     if pid == caller_pid and not recorded:
         return STALE, "pid %d is the backend running this cleanup, not a lock holder" % pid
     if backend["backend_type"] is None:
         return UNSURE, (
-            "pid %d is listed, but its backend type and start time are hidden from this role "
-            "(grant it pg_read_all_stats); keeping the row" % pid
+            "pid %d is a backend, but pg_stat_activity hides its type and start time from role %s "
+            "(GRANT pg_read_all_stats TO %s, or run the cleanup as a superuser, as slon does)"
+            % (pid, quoted(role or "?"), quoted(role or "?"))
         )
     if backend["backend_type"] != CLIENT_BACKEND:
-        return STALE, "pid %d is the %s, not a client backend" % (pid, backend["backend_type"])
+        return STALE, "pid %d is this server's %s, not a client backend" % (pid, backend["backend_type"])
     if backend["datname"] != database:
         return STALE, "pid %d is a client backend of database %s, not of %s" % (
-            pid, backend["datname"], database)
+            pid, quoted(backend["datname"] or ""), quoted(database))
 
     if recorded:
         if backend["backend_start"] == identity["backend_start"]:
             return LIVE, "pid %d is the client backend that took the lock" % pid
         return STALE, "pid %d is a client backend started %s, %s the lock was taken by one started %s" % (
-            pid, clock(backend["backend_start"]),
-            "after" if backend["backend_start"] > identity["backend_start"] else "but",
-            clock(identity["backend_start"]))
+            pid, moment(backend["backend_start"]),
+            "after" if backend["backend_start"] > identity["backend_start"] else "while",
+            moment(identity["backend_start"]))
 
     # No record for this row version: the row predates the install, or was written while the
     # identity triggers were off. Slony 2.2's slon names every connection it makes slon.*, so only
@@ -365,21 +476,43 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
     if took_other is not None:
         # slon takes one lock per connection: local_listen its node's row, each registering
         # connection one registerNodeConnection() row.
-        return STALE, ("pid %d is the client backend that took the lock of %s, and slon takes one "
+        return STALE, ("pid %d is the client backend that took the %s, and slon takes one "
                        "lock per connection" % (pid, took_other))
     name = backend["application_name"] or ""
     if name == "":
-        return STALE, ("pid %d is a client backend with no application_name; slon names every "
+        return STALE, ("pid %d is a client backend with no application_name, and slon names every "
                        "connection it makes" % pid)
     if not name.startswith(SLON_PREFIX):
-        return STALE, "pid %d is a client backend named '%s', not a slon connection" % (pid, name)
+        return STALE, "pid %d is a client backend named %s, not a slon connection" % (pid, quoted(name))
     if row["nl_conncnt"] == 0 and name != OWN_SLON_CONNECTION:
-        return STALE, "pid %d is slon's '%s' connection, not the node's own %s" % (
-            pid, name, OWN_SLON_CONNECTION)
+        return STALE, "pid %d is slon's %s connection, not the %s one that takes a node's own lock" % (
+            pid, quoted(name), quoted(OWN_SLON_CONNECTION))
     return UNSURE, (
-        "pid %d is a client backend named '%s' and no identity was recorded for this row; "
-        "keeping it" % (pid, name)
+        "pid %d is a client backend named %s, as slon's would be, and no record says which backend "
+        "took this row (it is older than the install, or was written while the identity triggers "
+        "were off), so it may be the slon that took it" % (pid, quoted(name))
     )
+
+
+RUNBOOK = 'the slony-nodelock README, "A kept lock"'
+
+
+def cleanup_notice(schema, row, verdict, reason):
+    """The NOTICE cleanupNodelock() raises for a row it removes (STALE) or keeps for lack of proof
+    (UNSURE); None for a row it keeps as LIVE, which is the normal case and says nothing. Only a
+    node's own row (conncnt 0) can stop a slon: every other connection takes a new conncnt."""
+    if verdict == STALE:
+        return "slony-nodelock: removed the stale %s: %s; it no longer stands in slon's way, nothing to do" % (
+            describe_row(schema, row), reason)
+    if verdict != UNSURE:
+        return None
+    if row["nl_conncnt"] != 0:
+        return ("slony-nodelock: kept the %s for lack of proof that it is stale: %s; it stops no slon, "
+                "since each connection takes a new conncnt, so nothing to do" % (describe_row(schema, row), reason))
+    return ("slony-nodelock: kept the %s for lack of proof that it is stale: %s; while it stays, slon for "
+            "node %d cannot start (duplicate key value violates unique constraint \"sl_nodelock-pkey\"): "
+            "if that slon is stopped and still fails so, remove the row as %s says" % (
+                describe_row(schema, row), reason, row["nl_nodeid"], RUNBOOK))
 
 
 def adoptable(row, identity, backend, verdict):
@@ -391,12 +524,12 @@ def adoptable(row, identity, backend, verdict):
             and carries_slons_exact_name(row, backend["application_name"]))
 
 
-def judge(rows, records, backends, caller_pid, database, cluster=None, os_processes=None):
+def judge(rows, records, backends, caller_pid, database, cluster=None, os_processes=None, role=None):
     """[(row, verdict, reason, adoptable)] for every lock row of cluster, in the order given.
 
     records: identity records of any cluster in the database (at least those naming the rows'
     PIDs), any order; backends: the pg_stat_activity snapshot; os_processes: {pid: what it is on
-    the host} for PIDs that are no backend, where known.
+    the host} for PIDs that are no backend, where known; role: the role judging (see judge_row).
     """
     os_processes = os_processes or {}
     rows_by_key = {}
@@ -427,11 +560,12 @@ def judge(rows, records, backends, caller_pid, database, cluster=None, os_proces
         if backend is not None and (not record_matches(row, identity) or identity.get("adopted")):
             for other_cluster, other_key in takers.get((row["nl_backendpid"], backend["backend_start"]), ()):
                 if (other_cluster, other_key) != (cluster, key):
-                    took_other = 'cluster "%s" node %d conncnt %d' % (
-                        other_cluster if other_cluster is not None else cluster, other_key[0], other_key[1])
+                    took_other = "lock row (node %d, conncnt %d) of %s" % (
+                        other_key[0], other_key[1],
+                        cluster_label(other_cluster if other_cluster is not None else cluster))
                     break
         verdict, reason = judge_row(row, identity, backend, caller_pid, database, took_other,
-                                    os_processes.get(row["nl_backendpid"]))
+                                    os_processes.get(row["nl_backendpid"]), role)
         judged.append((row, verdict, reason, adoptable(row, identity, backend, verdict)))
     return judged
 
@@ -445,6 +579,14 @@ def judge(rows, records, backends, caller_pid, database, cluster=None, os_proces
 # imported below are already defined there; the import line itself is dropped when pasting.
 # plpy is passed in rather than used as a global so that this file can also be imported with a
 # stand-in.
+
+# Where the README tells operators to put the scripts (make install); substituted by sql/generate.py.
+INSTALL_SCRIPT = "/usr/share/slony-nodelock/install.sql"
+
+
+def install_command(database):
+    """The psql command that installs (or repairs) the kit in database."""
+    return "psql -v ON_ERROR_STOP=1 -d %s -f %s" % (quoted(database), INSTALL_SCRIPT)
 
 # backend_start as integer microseconds since the epoch, cheap for Python to compare. date_part()
 # gives float8 seconds, whose resolution at today's epoch (~0.25 us) keeps every microsecond
@@ -538,13 +680,13 @@ def _lock_rows(plpy, plan, arguments, refusal, cluster):
         return plpy.execute(plan, arguments)
     except plpy.spiexceptions.InsufficientPrivilege:
         user = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
-        fail(plpy, refusal % (user, cluster), "42501")
+        fail(plpy, refusal % (quoted(user), cluster_label(cluster)), "42501")
     except plpy.spiexceptions.ReadOnlySqlTransaction:
         if plpy.execute("select pg_catalog.pg_is_in_recovery() as r")[0]["r"]:
-            fail(plpy, 'cluster "%s" is on a hot standby, where no lock can be changed; nothing changed: '
-                 "slon runs on the primary" % cluster, "25006")
-        fail(plpy, 'the locks of cluster "%s" cannot be changed in a read-only transaction; nothing changed: '
-             "run it in a read-write session" % cluster,
+            fail(plpy, "%s is on a hot standby here, where no lock can be changed; nothing changed: "
+                 "slon runs against the primary" % cluster_label(cluster), "25006")
+        fail(plpy, "the locks of %s cannot be changed in a read-only transaction; nothing changed: "
+             "run it in a read-write session" % cluster_label(cluster),
              "25006")
 
 
@@ -557,9 +699,9 @@ def _records(plpy, plans, cluster, pids):
             plpy.spiexceptions.UndefinedColumn, plpy.spiexceptions.UndefinedFunction) as missing:
         plans.pop("records", None)
         plpy.warning(
-            'slony-nodelock: cluster "%s" cannot read its lock records (%s), so its locks are judged '
-            "without them and no holder that might be slon is removed; repair with: "
-            "psql -v ON_ERROR_STOP=1 -d %s -f sql/install.sql" % (cluster, missing, plans["database"]))
+            "slony-nodelock: %s cannot read the kit's lock records (%s), so its locks are judged "
+            "without them: slon still starts, but a stale lock whose PID went to a backend named like "
+            "slon's is kept; repair the kit with: %s" % (cluster_label(cluster), missing, install_command(plans["database"])))
         return []
 
 
@@ -624,22 +766,20 @@ def _judged(plpy, plans, cluster, locks):
     backends = plpy.execute(plans["backends"], [pids])
     listed = set(b["pid"] for b in backends)
     described, unknown = os_processes([pid for pid in pids if pid not in listed])
-    judged = judge(locks, records, backends, plans["caller"], plans["database"], cluster, described)
+    # Named only when pg_stat_activity hides something from it: one query fewer per cleanup.
+    role = None
+    if any(b["backend_type"] is None for b in backends):
+        role = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
+    judged = judge(locks, records, backends, plans["caller"], plans["database"], cluster, described, role)
     return judged, backends, records, described, unknown
-
-
-def _describe(cluster, row):
-    return 'cluster "%s" node %d conncnt %d pid %s' % (
-        cluster, row["nl_nodeid"], row["nl_conncnt"],
-        "NULL" if row["nl_backendpid"] is None else row["nl_backendpid"])
 
 
 def cleanup(plpy, cache, cluster):
     """What cleanupNodelock() does: delete every stale lock row, under the same FOR UPDATE as
     Slony's own version, with a NOTICE for each deletion and each row kept only for lack of proof."""
     plans = _plans(plpy, cache, cluster)
-    locks = _lock_rows(plpy, plans["locks" + FOR_UPDATE], [], 'role %s may not clean up the locks of cluster "%s"; '
-                       "run cleanupNodelock() as a superuser, as slon does", cluster)
+    locks = _lock_rows(plpy, plans["locks" + FOR_UPDATE], [], "role %s may not clean up the locks of %s; "
+                       "nothing changed: run cleanupNodelock() as a superuser, as slon does", cluster)
     if len(locks) == 0:
         return 0
     stale_nodes, stale_conncnts = [], []
@@ -647,9 +787,9 @@ def cleanup(plpy, cache, cluster):
         if verdict == STALE:
             stale_nodes.append(row["nl_nodeid"])
             stale_conncnts.append(row["nl_conncnt"])
-            plpy.notice("slony-nodelock: removed stale lock of %s: %s" % (_describe(cluster, row), reason))
-        elif verdict == UNSURE:
-            plpy.notice("slony-nodelock: kept lock of %s: %s" % (_describe(cluster, row), reason))
+        notice = cleanup_notice(cluster, row, verdict, reason)
+        if notice is not None:
+            plpy.notice(notice)
     if stale_nodes:
         plpy.execute(plans["delete"], [stale_nodes, stale_conncnts])
     return 0
@@ -748,13 +888,14 @@ def terminate(plpy, cache, cluster, failed_node):
     plans = _plans(plpy, cache, cluster)
     failed_locks = _prepared(plpy, plans, "failed_locks",
                              LOCKS % plans["table"] + " where l.nl_nodeid = $1" + FOR_UPDATE, ["int4"])
-    locks = _lock_rows(plpy, failed_locks, [failed_node], 'role %s may not end the connections of a failed '
-                       'node of cluster "%s"; fail over as a superuser, as slonik does', cluster)
+    locks = _lock_rows(plpy, failed_locks, [failed_node], "role %s may not end the connections of a failed "
+                       "node of %s; nothing changed: fail over as a superuser, as slonik does", cluster)
     setting = (plpy.execute("select pg_catalog.current_setting('%s', true) as v" % FAILOVER_SETTING)[0]["v"]
                or "").strip().lower()
     if setting not in ("", "stock"):
         plpy.warning("slony-nodelock: %s is '%s', which means nothing; only 'stock' changes what a failover "
-                     "does, so the kit's own termination runs" % (FAILOVER_SETTING, printable(setting)))
+                     "does, so the kit's own termination runs for %s; set it to 'stock', or RESET it where it was set "
+                     "(ALTER DATABASE or ALTER ROLE)" % (FAILOVER_SETTING, printable(setting), cluster_label(cluster)))
     if setting == "stock":
         kill = plpy.prepare("select %s.killBackend($1, 'TERM')" % plpy.quote_ident(cluster), ["int4"])
         for row in locks:
@@ -777,11 +918,11 @@ def terminate(plpy, cache, cluster, failed_node):
             elif verdict == LIVE:
                 ended = plpy.execute(end_backend, [pid, started[pid]])
                 done = "terminated" if len(ended) == 1 and ended[0]["ended"] else "could not terminate"
-                plpy.notice("slony-nodelock: failover: %s the holder of the lock of %s: %s" % (
-                    done, _describe(cluster, row), reason))
+                plpy.notice("slony-nodelock: failover: %s the holder of the %s: %s" % (
+                    done, describe_row(cluster, row), reason))
                 continue
-            plpy.notice("slony-nodelock: failover: did not signal the holder of the lock of %s: %s" % (
-                _describe(cluster, row), reason))
+            plpy.notice("slony-nodelock: failover: did not signal the holder of the %s: %s" % (
+                describe_row(cluster, row), reason))
     if len(locks) > 0:
         plpy.execute(plans["delete"], [[r["nl_nodeid"] for r in locks], [r["nl_conncnt"] for r in locks]])
     return 0
@@ -879,6 +1020,21 @@ END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.assert_ok() IS 'slony-nodelock: raise unless every cluster is patched and well';
 
+-- 'cluster "prod" (schema "_prod")': how every message names a cluster, with the name slonik's
+-- scripts and slon's logs use and the schema Slony made for it. liveness.cluster_label() words it
+-- the same way in Python (tests/test_messages.py checks that they agree).
+CREATE OR REPLACE FUNCTION slony_nodelock.cluster_label(p_schema name)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pg_catalog.format('cluster "%s" (schema "%s")',
+               pg_catalog.replace(CASE WHEN p_schema LIKE '\_%' AND pg_catalog.length(p_schema) > 1
+                                       THEN pg_catalog.substr(p_schema, 2) ELSE p_schema END, '"', '""'),
+               pg_catalog.replace(p_schema, '"', '""'))
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.cluster_label(name) IS 'slony-nodelock: how messages name a cluster';
+
 -- The Slony cluster schemas in this database (see cluster_candidates()).
 CREATE OR REPLACE FUNCTION slony_nodelock.clusters()
 RETURNS SETOF name
@@ -914,8 +1070,11 @@ REVOKE EXECUTE ON FUNCTION slony_nodelock.comment_patched(name, name) FROM PUBLI
 -- cluster stays (DROP EXTENSION plpython3u CASCADE takes every patched one), slon could not
 -- start, so Slony's saved function is put back in the same transaction, with a WARNING. A
 -- function dropped by name is left dropped: whoever did it may be about to create another.
--- Never fails the DROP, and waits at most 5 s for a lock (the SET clause holds only while it
--- runs). SECURITY DEFINER: any role's DROP fires it, and only we may write our tables.
+-- It fires on every DROP in the database, the application's too, so it says nothing unless a
+-- cluster is concerned: a dropped sl_nodelock table (a cluster schema's DROP lists it too) or a
+-- dropped cleanupnodelock() or terminatenodeconnections(). Never fails the DROP, and waits at most
+-- 5 s for a lock (the SET clause holds only while it runs). SECURITY DEFINER: any role's DROP
+-- fires it, and only we may write our tables.
 CREATE OR REPLACE FUNCTION slony_nodelock.forget_dropped_clusters()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -925,11 +1084,23 @@ AS $fn$
 DECLARE
     v_dropped record;
     v_fn_now text;
+    v_concerned boolean := false;
 BEGIN
+    -- Schemas first, with no word: one the kit knows is forgotten; any other has nothing to forget.
+    BEGIN
+        FOR v_dropped IN SELECT d.object_name FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                          WHERE d.object_type = 'schema' LOOP
+            DELETE FROM slony_nodelock.stock_function WHERE cluster_schema = v_dropped.object_name;
+            DELETE FROM slony_nodelock.repatch_log WHERE cluster_schema = v_dropped.object_name;
+            DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.object_name;
+        END LOOP;
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        NULL;  -- a cluster schema also lists its sl_nodelock, handled (and reported) below
+    END;
     FOR v_dropped IN
         SELECT d.object_type, d.object_name, d.schema_name, d.original, d.address_names[2] AS function_name
           FROM pg_catalog.pg_event_trigger_dropped_objects() d
-         WHERE d.object_type = 'schema' OR (d.object_type = 'table' AND d.object_name = 'sl_nodelock')
+         WHERE (d.object_type = 'table' AND d.object_name = 'sl_nodelock')
             OR (d.object_type = 'function' AND (d.address_names[2], pg_catalog.array_to_string(d.address_args, ','))
                 -- address_args spells types as format_type() does: integer, not int4
                 IN (SELECT f.function_name::text,
@@ -937,35 +1108,39 @@ BEGIN
                                        FROM pg_catalog.unnest(pg_catalog.string_to_array(NULLIF(f.argument_types, ''), ',')) t), '')
                       FROM slony_nodelock.patched_functions() f))
     LOOP
-        IF v_dropped.object_type = 'schema' THEN
-            DELETE FROM slony_nodelock.stock_function WHERE cluster_schema = v_dropped.object_name;
-            DELETE FROM slony_nodelock.repatch_log WHERE cluster_schema = v_dropped.object_name;
-            DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.object_name;
-        ELSIF v_dropped.object_type = 'table' THEN
+        v_concerned := true;
+        IF v_dropped.object_type = 'table' THEN
             DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.schema_name;
         ELSIF v_dropped.schema_name IN (SELECT c FROM slony_nodelock.clusters() c) THEN
             IF v_dropped.original THEN
-                RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped; slon cannot start on this node until it is back: run psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
-                    v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
+                RAISE WARNING 'slony-nodelock: %() of % in database % was dropped; slon cannot start on this node until it is back: run %',
+                    v_dropped.function_name, slony_nodelock.cluster_label(v_dropped.schema_name),
+                    pg_catalog.quote_ident(pg_catalog.current_database()), slony_nodelock.install_command();
             ELSIF slony_nodelock.restore_stock_function(v_dropped.schema_name, v_dropped.function_name) THEN
                 -- Putting it back sets off the re-patch trigger, which patches it if it can.
                 SELECT p.prosrc INTO v_fn_now FROM pg_catalog.pg_proc p
                  WHERE p.oid = slony_nodelock.patched_function_oid(v_dropped.schema_name, v_dropped.function_name);
                 IF v_fn_now LIKE '# slony-nodelock %' THEN
-                    RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped by a CASCADE; it is back, patched again',
-                        v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
+                    RAISE WARNING 'slony-nodelock: %() of % in database % was dropped by a CASCADE; the kit put it back, patched, so slon is not affected; nothing to do',
+                        v_dropped.function_name, slony_nodelock.cluster_label(v_dropped.schema_name),
+                        pg_catalog.quote_ident(pg_catalog.current_database());
                 ELSE
-                    RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped by a CASCADE; Slony''s own version is back so that slon keeps working, but the cluster is NOT patched until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
-                        v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
+                    RAISE WARNING 'slony-nodelock: %() of % in database % was dropped by a CASCADE; Slony''s own version is back so that slon keeps working, but the cluster is NOT patched until you run %',
+                        v_dropped.function_name, slony_nodelock.cluster_label(v_dropped.schema_name),
+                        pg_catalog.quote_ident(pg_catalog.current_database()), slony_nodelock.install_command();
                 END IF;
             ELSE
-                RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped by a CASCADE and no copy of Slony''s was saved; slon cannot start on this node until you run slonik "update functions" for it',
-                    v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
+                RAISE WARNING 'slony-nodelock: %() of % in database % was dropped by a CASCADE and no copy of Slony''s was saved; slon cannot start on this node until you run slonik "update functions" for it',
+                    v_dropped.function_name, slony_nodelock.cluster_label(v_dropped.schema_name),
+                    pg_catalog.quote_ident(pg_catalog.current_database());
             END IF;
         END IF;
     END LOOP;
 EXCEPTION WHEN OTHERS OR query_canceled THEN
-    RAISE WARNING 'slony-nodelock: could not handle a dropped cluster object (%); check with: select * from slony_nodelock.verify()', SQLERRM;
+    IF v_concerned THEN
+        RAISE WARNING 'slony-nodelock: could not handle a dropped cluster object in database % (%); the DROP went through; check the node with: select * from slony_nodelock.verify()',
+            pg_catalog.quote_ident(pg_catalog.current_database()), SQLERRM;
+    END IF;
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.forget_dropped_clusters() IS 'slony-nodelock: event trigger forgetting dropped cluster schemas and putting back a dropped cleanupnodelock()';
@@ -985,6 +1160,18 @@ $fn$;
 COMMENT ON FUNCTION slony_nodelock.forget_truncated_locks() IS 'slony-nodelock: trigger forgetting identities of truncated sl_nodelock rows';
 -- A trigger function that writes our table with our rights: nobody else may attach it.
 REVOKE EXECUTE ON FUNCTION slony_nodelock.forget_truncated_locks() FROM PUBLIC;
+
+-- The psql command that installs, or repairs, the kit in this database: what messages tell the
+-- operator to run. The path is where the README has the scripts put (make install).
+CREATE OR REPLACE FUNCTION slony_nodelock.install_command()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pg_catalog.format('psql -v ON_ERROR_STOP=1 -d "%s" -f /usr/share/slony-nodelock/install.sql',
+                             pg_catalog.replace(pg_catalog.current_database(), '"', '""'))
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.install_command() IS 'slony-nodelock: the psql command that installs or repairs the kit here';
 
 -- The PIDs named by the lock rows of every other cluster in the database. A backend takes one
 -- lock, so a PID named in two clusters is a holder of one of them at most, and install must not
@@ -1019,8 +1206,8 @@ DECLARE
 BEGIN
     FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c LOOP
         IF NOT v_candidate.is_cluster THEN
-            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %, so Slony did not make it',
-                pg_catalog.quote_ident(v_candidate.schema_name), v_candidate.why_not;
+            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %, so Slony did not make it; if Slony did, ALTER SCHEMA % OWNER TO a superuser and run the script again',
+                pg_catalog.quote_ident(v_candidate.schema_name), v_candidate.why_not, pg_catalog.quote_ident(v_candidate.schema_name);
             CONTINUE;
         END IF;
         v_seen := v_seen + 1;
@@ -1029,7 +1216,8 @@ BEGIN
         END IF;
     END LOOP;
     IF v_seen = 0 THEN
-        RAISE NOTICE 'slony-nodelock: no Slony cluster in database %; nothing to patch', pg_catalog.current_database();
+        RAISE NOTICE 'slony-nodelock: database % holds no Slony cluster, so none was patched; the kit stays installed and patches each cluster that slonik creates here later (init cluster, store node)',
+            pg_catalog.quote_ident(pg_catalog.current_database());
     END IF;
     RETURN v_changed;
 END
@@ -1054,21 +1242,24 @@ DECLARE
     v_fn pg_catalog.pg_proc;
     v_lang name;
     v_candidate record;
-    v_changed boolean := false;
+    v_done text[] := '{}';
+    v_triggers_added boolean := false;
+    v_forgotten int8;
     v_adopted int4;
 BEGIN
     SELECT c.is_cluster, c.why_not INTO v_candidate FROM slony_nodelock.cluster_candidates() c WHERE c.schema_name = p_cluster;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'slony-nodelock: schema % holds no sl_nodelock table; it is not a Slony cluster', pg_catalog.quote_ident(p_cluster);
+        RAISE EXCEPTION 'slony-nodelock: schema % holds no sl_nodelock table, so it is no Slony cluster; nothing changed. The clusters here are listed by: select cluster from slony_nodelock.verify()',
+            pg_catalog.quote_ident(p_cluster);
     ELSIF NOT v_candidate.is_cluster THEN
-        RAISE EXCEPTION 'slony-nodelock: schema % is not patched: it holds an sl_nodelock table, but %, so Slony did not make it',
+        RAISE EXCEPTION 'slony-nodelock: schema % is not patched: it holds an sl_nodelock table, but %, so Slony did not make it; nothing changed',
             pg_catalog.quote_ident(p_cluster), v_candidate.why_not;
     END IF;
     IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = v_table AND NOT a.attisdropped
            AND a.attname IN ('nl_nodeid', 'nl_conncnt', 'nl_backendpid')
            AND a.atttypid = 'pg_catalog.int4'::pg_catalog.regtype) <> 3 THEN
-        RAISE EXCEPTION 'slony-nodelock: %.sl_nodelock lacks the int4 columns nl_nodeid, nl_conncnt and nl_backendpid of Slony-I 2.x; nothing was changed',
+        RAISE EXCEPTION 'slony-nodelock: %.sl_nodelock lacks the int4 columns nl_nodeid, nl_conncnt and nl_backendpid of Slony-I 2.x; nothing changed: the kit supports Slony-I 2.2',
             pg_catalog.quote_ident(p_cluster);
     END IF;
 
@@ -1079,8 +1270,8 @@ BEGIN
         -- Gone (dropped by hand or by a CASCADE) but saved: ours is created from scratch below.
         IF NOT FOUND AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
                                       WHERE s.cluster_schema = p_cluster AND s.function_name = v_patch.function_name) THEN
-            RAISE EXCEPTION 'slony-nodelock: cluster % has no %() and no saved copy of Slony''s; nothing was changed. Run slonik "update functions" for this node, then install again',
-                pg_catalog.quote_ident(p_cluster), v_patch.function_name;
+            RAISE EXCEPTION 'slony-nodelock: % has no %() and no saved copy of Slony''s; nothing changed. Run slonik "update functions" for this node (the kit then patches it by itself)',
+                slony_nodelock.cluster_label(p_cluster), v_patch.function_name;
         END IF;
         SELECT l.lanname INTO v_lang FROM pg_catalog.pg_language l WHERE l.oid = v_fn.prolang;
 
@@ -1093,20 +1284,25 @@ BEGIN
                 'CREATE OR REPLACE FUNCTION %I.%I(%s) RETURNS int4 LANGUAGE plpython3u '
                 'SET search_path = pg_catalog, pg_temp AS %L', p_cluster, v_patch.function_name, v_patch.arguments, v_source);
             PERFORM slony_nodelock.comment_patched(p_cluster, v_patch.function_name);
-            v_replaced := v_replaced || v_patch.function_name::text;
+            v_replaced := v_replaced || (v_patch.function_name || '()');
         END IF;
     END LOOP;
-    v_changed := pg_catalog.cardinality(v_replaced) > 0;
+    IF pg_catalog.cardinality(v_replaced) > 0 THEN
+        v_done := v_done || ('replaced ' || pg_catalog.array_to_string(v_replaced, ' and '));
+    END IF;
 
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = v_table AND t.tgname = 'slony_nodelock_identity') THEN
         EXECUTE pg_catalog.format('CREATE TRIGGER slony_nodelock_identity AFTER INSERT OR UPDATE OR DELETE ON %s '
                                   'FOR EACH ROW EXECUTE PROCEDURE slony_nodelock.track_lock_identity()', v_table);
-        v_changed := true;
+        v_triggers_added := true;
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = v_table AND t.tgname = 'slony_nodelock_truncate') THEN
         EXECUTE pg_catalog.format('CREATE TRIGGER slony_nodelock_truncate AFTER TRUNCATE ON %s '
                                   'FOR EACH STATEMENT EXECUTE PROCEDURE slony_nodelock.forget_truncated_locks()', v_table);
-        v_changed := true;
+        v_triggers_added := true;
+    END IF;
+    IF v_triggers_added THEN
+        v_done := v_done || 'added the identity triggers'::text;
     END IF;
     -- ALWAYS: slon's remote worker runs with session_replication_role = replica, which skips
     -- ordinary triggers, and its deletes must still take their identity records along.
@@ -1114,7 +1310,9 @@ BEGIN
                   AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate')) THEN
         EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER slony_nodelock_identity', v_table);
         EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER slony_nodelock_truncate', v_table);
-        v_changed := true;
+        IF NOT v_triggers_added THEN  -- new triggers start enabled for origin sessions only
+            v_done := v_done || 'enabled the identity triggers ALWAYS again'::text;
+        END IF;
     END IF;
     -- Records left behind while the triggers were missing or disabled: the same test as
     -- liveness.record_matches(), a record describes the row with its key, PID and xmin, or none.
@@ -1123,16 +1321,22 @@ BEGIN
         '(SELECT FROM %s l WHERE l.nl_nodeid = i.nl_nodeid AND l.nl_conncnt = i.nl_conncnt '
         'AND l.nl_backendpid = i.pid AND l.xmin = i.row_xmin)',
         p_cluster, v_table);
+    GET DIAGNOSTICS v_forgotten = ROW_COUNT;
+    IF v_forgotten > 0 THEN
+        v_done := v_done || pg_catalog.format('dropped %s lock record(s) that no longer matched their rows', v_forgotten);
+    END IF;
 
     v_adopted := slony_nodelock.adopt_live_locks(p_cluster);
-    IF v_changed OR v_adopted > 0 THEN
-        RAISE NOTICE 'slony-nodelock: patched cluster % (% replaced, identity recording on, % live lock(s) adopted)',
-            pg_catalog.quote_ident(p_cluster),
-            COALESCE(NULLIF(pg_catalog.array_to_string(v_replaced, ' and '), ''), 'no function'), v_adopted;
-    ELSE
-        RAISE NOTICE 'slony-nodelock: cluster % is already patched; nothing changed', pg_catalog.quote_ident(p_cluster);
+    IF v_adopted > 0 THEN
+        v_done := v_done || pg_catalog.format('adopted %s live lock(s) taken before the install (their holders are recorded now)', v_adopted);
     END IF;
-    RETURN v_changed OR v_adopted > 0;
+    IF pg_catalog.cardinality(v_done) = 0 THEN
+        RAISE NOTICE 'slony-nodelock: % is already patched; nothing changed', slony_nodelock.cluster_label(p_cluster);
+    ELSE
+        RAISE NOTICE 'slony-nodelock: patched %: %; slon keeps running and uses the kit from its next cleanup, nothing to do',
+            slony_nodelock.cluster_label(p_cluster), pg_catalog.array_to_string(v_done, ', ');
+    END IF;
+    RETURN pg_catalog.cardinality(v_done) > 0;
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.patch_cluster(name) IS 'slony-nodelock: replace one cluster''s cleanupnodelock() and terminatenodeconnections(), and record lock identities';
@@ -1260,8 +1464,9 @@ BEGIN
         -- query_canceled too: a statement_timeout in Slony's session, or a cancel, ends the
         -- re-patch but must not fail Slony's command.
         EXCEPTION WHEN OTHERS OR query_canceled THEN
-            RAISE WARNING 'slony-nodelock: cluster % is NOT patched: re-patching after % failed (%); slon will run Slony''s stock cleanupnodelock() on this node until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
-                pg_catalog.quote_ident(v_cmd.schema_name), v_cmd.command_tag, SQLERRM, pg_catalog.current_database();
+            RAISE WARNING 'slony-nodelock: Slony''s % of %() in database % went through, but % is NOT patched any more: re-patching it failed (%). slon here now runs Slony''s stock cleanupnodelock(), which can refuse to start after a reboot; patch again with: %',
+                v_cmd.command_tag, v_cmd.function_name, pg_catalog.quote_ident(pg_catalog.current_database()),
+                slony_nodelock.cluster_label(v_cmd.schema_name), SQLERRM, slony_nodelock.install_command();
             BEGIN
                 -- Still remember what Slony just loaded, so that uninstall puts back this version.
                 PERFORM slony_nodelock.save_stock_function(v_cmd.schema_name, v_cmd.function_name);
@@ -1273,7 +1478,8 @@ BEGIN
         END;
     END LOOP;
 EXCEPTION WHEN OTHERS OR query_canceled THEN
-    RAISE WARNING 'slony-nodelock: the re-patch trigger failed (%); check this node with: select * from slony_nodelock.verify()', SQLERRM;
+    RAISE WARNING 'slony-nodelock: the re-patch trigger failed in database % (%), and the DDL that fired it went through; whether each cluster is still patched is told by: select * from slony_nodelock.verify()',
+        pg_catalog.quote_ident(pg_catalog.current_database()), SQLERRM;
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.repatch_on_ddl() IS 'slony-nodelock: event trigger re-patching clusters whose cleanupnodelock() or terminatenodeconnections() Slony recreated';
@@ -1426,7 +1632,8 @@ REVOKE EXECUTE ON FUNCTION slony_nodelock.track_lock_identity() FROM PUBLIC;
 -- One row per Slony cluster schema, found from Slony's own tables (so a cluster whose
 -- cleanupnodelock() is gone is still listed), and per schema with sl_node that is skipped because
 -- no superuser owns it: is it running our cleanupnodelock() (patched) and
--- terminatenodeconnections() (failover_patched), and is everything around it in place? problems is NULL when all is well, else says what is wrong and what to run.
+-- terminatenodeconnections() (failover_patched), and is everything around it in place? problems
+-- is NULL when all is well, else names each problem with the fix that works for it.
 -- SECURITY DEFINER so that a monitoring role can call it: it only reads, and returns only this.
 -- Release 0.2.0's verify() had no failover_patched column, and a result type cannot be replaced.
 DO $drop_old$
@@ -1451,27 +1658,33 @@ DECLARE
     v_found text[];
     v_kit_problems text[] := '{}';
     v_trigger_owner record;
-    v_fix constant text := pg_catalog.format('run: psql -v ON_ERROR_STOP=1 -d %s -f sql/install.sql', pg_catalog.current_database());
+    -- What repairs most problems: install.sql recreates every function, trigger and patch.
+    v_install constant text := 'run: ' || slony_nodelock.install_command();
+    v_reinstall constant text := pg_catalog.format('reinstall: psql -v ON_ERROR_STOP=1 -d "%s" -f /usr/share/slony-nodelock/uninstall.sql, then %s',
+                                                   pg_catalog.replace(pg_catalog.current_database(), '"', '""'), slony_nodelock.install_command());
+    v_update_functions constant text := 'run slonik "update functions" for this node (the kit patches and saves what it loads)';
 BEGIN
     -- What every cluster relies on: our records table, and trigger functions that can read it.
     IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = pg_catalog.to_regclass('slony_nodelock.lock_identity') AND NOT a.attisdropped
            AND a.attname IN ('cluster_schema', 'nl_nodeid', 'nl_conncnt', 'pid', 'backend_start', 'row_xmin')) <> 6 THEN
-        v_kit_problems := v_kit_problems || 'the table slony_nodelock.lock_identity is missing or damaged, so no lock taker is recorded (reinstall: sql/uninstall.sql, then sql/install.sql)'::text;
+        -- install.sql cannot mend a table that its migrations are recorded as having made.
+        v_kit_problems := v_kit_problems || ('the table slony_nodelock.lock_identity is missing or damaged, so no lock taker is recorded; ' || v_reinstall);
     END IF;
     -- Each patched cleanupnodelock() calls it while judging; without it they judge without records.
     IF pg_catalog.to_regprocedure('slony_nodelock.record_is_current(name,int4,int4,int4,xid)') IS NULL THEN
         v_kit_problems := v_kit_problems || ('the function slony_nodelock.record_is_current() is missing, so every cleanup '
-                                             'judges its locks without the recorded identities; ' || v_fix);
+                                             'judges its locks without the recorded identities; ' || v_install);
     END IF;
     SELECT r.rolname, r.rolsuper INTO v_trigger_owner
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
      WHERE p.oid = pg_catalog.to_regprocedure('slony_nodelock.track_lock_identity()');
     IF NOT FOUND THEN
-        v_kit_problems := v_kit_problems || 'the trigger function slony_nodelock.track_lock_identity() is missing'::text;
+        v_kit_problems := v_kit_problems || ('the trigger function slony_nodelock.track_lock_identity() is missing, so no lock taker is recorded; ' || v_install);
     ELSIF NOT v_trigger_owner.rolsuper THEN
-        v_kit_problems := v_kit_problems || pg_catalog.format('the kit''s functions belong to %s, who is no longer a superuser, so no lock taker can be recorded (ALTER ROLE %I SUPERUSER, or reinstall as a superuser)',
-                                                            v_trigger_owner.rolname, v_trigger_owner.rolname);
+        -- Rerunning install.sql keeps each function's owner: it cannot help here.
+        v_kit_problems := v_kit_problems || pg_catalog.format('the kit''s functions belong to role %s, who is no longer a superuser, so no lock taker can be recorded; ALTER ROLE %I SUPERUSER, or %s as a superuser',
+                                                            pg_catalog.quote_ident(v_trigger_owner.rolname), v_trigger_owner.rolname, v_reinstall);
     END IF;
 
     FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c WHERE c.has_sl_node LOOP
@@ -1479,7 +1692,7 @@ BEGIN
         IF NOT v_candidate.is_cluster THEN
             patched := false; failover_patched := false; logic_version := NULL; identity_recording := false; stock_saved := false;
             problems := pg_catalog.format('not patched: it has Slony''s tables, but %s; if Slony made it, ALTER SCHEMA %I OWNER TO a superuser, then %s',
-                                          v_candidate.why_not, cluster, v_fix);
+                                          v_candidate.why_not, cluster, v_install);
             RETURN NEXT;
             CONTINUE;
         END IF;
@@ -1497,19 +1710,28 @@ BEGIN
                 failover_patched := v_ours;
             END IF;
             IF v_fn IS NULL THEN
-                v_found := v_found || CASE v_patch.function_name
-                    WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is missing, so slon cannot start on this node'
-                    ELSE 'terminatenodeconnections() is missing, so a failover cannot run on this node' END;
+                v_found := v_found || (CASE v_patch.function_name
+                    WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is missing, so slon cannot start on this node; '
+                    ELSE 'terminatenodeconnections() is missing, so a failover cannot run on this node; ' END
+                    -- install.sql creates ours from Slony's saved copy; without one, only Slony can.
+                    || CASE WHEN EXISTS (SELECT FROM slony_nodelock.stock_function s
+                                          WHERE s.cluster_schema = cluster AND s.function_name = v_patch.function_name)
+                            THEN v_install ELSE v_update_functions END);
             ELSIF NOT v_ours THEN
-                v_found := v_found || CASE v_patch.function_name
-                    WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is not ours: slon judges its lock by kill(pid, 0) alone'
-                    ELSE 'terminatenodeconnections() is not ours: failover signals whatever holds a lock row''s PID' END;
+                v_found := v_found || (CASE v_patch.function_name
+                    WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is Slony''s stock one, which judges a lock by kill(pid, 0) alone; '
+                    ELSE 'terminatenodeconnections() is Slony''s stock one, which signals whatever holds a lock row''s PID; ' END
+                    || v_install);
             ELSIF v_fn.prosrc <> slony_nodelock.patched_source(cluster, v_patch.function_name) THEN
-                v_found := v_found || pg_catalog.format('%s() comes from another slony-nodelock release', v_patch.function_name);
+                v_found := v_found || pg_catalog.format('%s() comes from another slony-nodelock release than the installed %s; %s',
+                                                        v_patch.function_name, slony_nodelock.version(), v_install);
             END IF;
             IF NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
                             WHERE s.cluster_schema = cluster AND s.function_name = v_patch.function_name) THEN
-                v_found := v_found || pg_catalog.format('Slony''s own %s() is not saved, so uninstall cannot put it back', v_patch.function_name);
+                -- Only Slony has its function's source; UPDATE FUNCTIONS loads it, and the re-patch
+                -- trigger saves it.
+                v_found := v_found || pg_catalog.format('Slony''s own %s() is not saved, so uninstall cannot put it back; %s',
+                                                        v_patch.function_name, v_update_functions);
             END IF;
         END LOOP;
         -- Through the catalogs, not to_regclass(): a monitoring role need not have USAGE on the schema.
@@ -1521,16 +1743,15 @@ BEGIN
                                   AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate')
                                   AND t.tgenabled = 'A');
         IF NOT identity_recording THEN
-            v_found := v_found || 'the identity triggers on sl_nodelock are missing or not enabled ALWAYS'::text;
+            v_found := v_found || ('the identity triggers on sl_nodelock are missing or not enabled ALWAYS, so new lock takers are not recorded; ' || v_install);
         END IF;
         stock_saved := (SELECT pg_catalog.count(*) FROM slony_nodelock.stock_function s WHERE s.cluster_schema = cluster)
                        = (SELECT pg_catalog.count(*) FROM slony_nodelock.patched_functions());
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
                         WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled = 'A') THEN
-            v_found := v_found || 'the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE FUNCTIONS would undo the patch'::text;
+            v_found := v_found || ('the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE FUNCTIONS would undo the patch; ' || v_install);
         END IF;
-        problems := CASE WHEN pg_catalog.cardinality(v_found) = 0 THEN NULL
-                         ELSE pg_catalog.array_to_string(v_found, '; ') || '; ' || v_fix END;
+        problems := NULLIF(pg_catalog.array_to_string(v_found, ' | '), '');
         RETURN NEXT;
     END LOOP;
 END
