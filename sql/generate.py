@@ -20,6 +20,11 @@ SRC = ROOT / "sql" / "src"
 MIGRATIONS = ROOT / "migrations"
 
 MIN_SERVER_VERSION_NUM = 100000
+# Where `make install` puts the scripts, so that messages can name them by an absolute path.
+SHARE_DIR = "/usr/share/slony-nodelock"
+CHANGELOG = ROOT / "CHANGELOG.md"
+RELEASE_HEADING = re.compile(r"^## (\d+\.\d+\.\d+)\b", re.M)
+MIGRATIONS_LINE = re.compile(r"^Migrations: (.*)$", re.M)
 PY_TAG = "slony_nodelock_py"
 MIGRATION_TAG = "slony_nodelock_migration"
 EMBED = re.compile(r"^#@embed (\S+)$", re.M)
@@ -32,6 +37,23 @@ MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 def version() -> str:
     init = (ROOT / "plpython" / "slony_nodelock" / "__init__.py").read_text()
     return re.search(r'__version__ = "([^"]+)"', init).group(1)
+
+
+def migration_releases() -> dict[str, str]:
+    """{migration name: the release that first applies it}, from CHANGELOG.md's `Migrations:` line
+    of each release section, so that a refusal can name the release."""
+    text = CHANGELOG.read_text()
+    headings = list(RELEASE_HEADING.finditer(text))
+    releases = {}
+    for i, heading in enumerate(headings):
+        section = text[heading.end():headings[i + 1].start() if i + 1 < len(headings) else len(text)]
+        lines = MIGRATIONS_LINE.findall(section)
+        if len(lines) != 1:
+            raise SystemExit(f"generate: CHANGELOG.md release {heading.group(1)} needs exactly one 'Migrations:' line")
+        for name in (n.strip() for n in lines[0].split(",")):
+            if name and name != "none":
+                releases[name] = heading.group(1)
+    return releases
 
 
 def dollar_quote(text: str, tag: str) -> str:
@@ -66,10 +88,13 @@ def migrations() -> list[tuple[int, str, str]]:
 def migration_calls(upto: int | None = None) -> str:
     calls = ["-- Migrations: each runs once per database; the registry remembers it and its hash.",
              "-- (\\gset only keeps psql from printing the empty result.)"]
+    releases = migration_releases()
     for number, name, text in migrations()[:upto]:
+        if name not in releases:
+            raise SystemExit(f"generate: migration {name} is in no release's 'Migrations:' line of CHANGELOG.md")
         sha = hashlib.sha256(text.encode()).hexdigest()
         calls.append(
-            f"SELECT pg_temp.slony_nodelock_migrate({number}, '{name}', '{sha}',\n"
+            f"SELECT pg_temp.slony_nodelock_migrate({number}, '{name}', '{releases[name]}', '{sha}',\n"
             f"{dollar_quote(text, MIGRATION_TAG)}) AS migrated \\gset"
         )
     return "\n".join(calls) + "\n"
@@ -83,6 +108,8 @@ def substitute(text: str, latest: int | None = None) -> str:
         .replace("@MIN_SERVER_MAJOR@", str(MIN_SERVER_VERSION_NUM // 10000))
         .replace("@LATEST_MIGRATION@", str(latest or len(migrations())))
         .replace("@PY@", PY_TAG)
+        .replace("@INSTALL_SCRIPT@", f"{SHARE_DIR}/install.sql")
+        .replace("@UNINSTALL_SCRIPT@", f"{SHARE_DIR}/uninstall.sql")
     )
 
 
@@ -128,7 +155,11 @@ def build() -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if the committed files are stale")
+    parser.add_argument("--share-dir", action="store_true", help="print where make install puts the scripts")
     args = parser.parse_args()
+    if args.share_dir:
+        print(SHARE_DIR)
+        return 0
     stale = []
     for name, text in build().items():
         path = ROOT / "sql" / name

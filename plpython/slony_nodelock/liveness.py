@@ -3,7 +3,11 @@
 # The same source runs in two places: pasted by sql/generate.py into slony_nodelock.logic_source(),
 # the Python that each cluster's replacement cleanupnodelock() is built from and that
 # adopt_live_locks() loads, and imported as slony_nodelock.liveness by the unit tests. So it keeps
-# to plain functions and builtin types: no imports, no __future__, no classes.
+# to plain functions and builtin types: no __future__, no classes, and the standard library only,
+# imported inside the function that needs it.
+#
+# It also words what the kit tells the operator about a lock: each message says what happened,
+# whether slon can start, and the one thing to do, if any (tests/test_messages.py holds the texts).
 #
 # Inputs are mappings, the shape plpy.execute() and psycopg's dict_row both return:
 #   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid", "xmin"}; xmin names the row version
@@ -31,10 +35,39 @@ STALE = "stale"
 UNSURE = "unsure"
 
 
-def clock(epoch_microseconds):
-    """HH:MM:SS UTC of an epoch timestamp in microseconds, for messages."""
-    seconds = epoch_microseconds // 1000000 % 86400
-    return "%02d:%02d:%02d UTC" % (seconds // 3600, seconds // 60 % 60, seconds % 60)
+def moment(epoch_microseconds, precise=True):
+    """'2026-11-28 09:52:59.123456 UTC', for messages: the date, because a lock often outlives a
+    midnight, and microseconds when precise, because two backends' start times can differ by less
+    than a second. Without precise, to the second: /proc gives a process's start in clock ticks."""
+    import datetime
+    at = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=epoch_microseconds)
+    return at.strftime("%Y-%m-%d %H:%M:%S.%f UTC" if precise else "%Y-%m-%d %H:%M:%S UTC")
+
+
+def quoted(name):
+    """name in double quotes, as SQL quotes an identifier, with control characters escaped so
+    that no name can forge a log line. Other characters stay: a name from the catalog is in the
+    database's encoding already."""
+    text = "".join(ch if ch >= " " and ch != "\x7f" else ch.encode("unicode_escape").decode("ascii")
+                   for ch in name or "")
+    return '"%s"' % text.replace('"', '""')
+
+
+def cluster_label(schema):
+    """'cluster "prod" (schema "_prod")': the name slonik's scripts and slon's logs use, and the
+    schema Slony made for it (the name with a leading underscore), so that either can be searched
+    for. slony_nodelock.cluster_label() words it the same way in SQL."""
+    if schema is None:
+        return "this cluster"
+    name = schema[1:] if schema.startswith("_") and len(schema) > 1 else schema
+    return "cluster %s (schema %s)" % (quoted(name), quoted(schema))
+
+
+def describe_row(schema, row):
+    """'lock row (node 1, conncnt 0, pid 2225) of cluster "prod" (schema "_prod")'."""
+    pid = row["nl_backendpid"]
+    return "lock row (node %d, conncnt %d, pid %s) of %s" % (
+        row["nl_nodeid"], row["nl_conncnt"], "NULL" if pid is None else pid, cluster_label(schema))
 
 
 def process_start(stat_text, boot_epoch_seconds, ticks_per_second):
@@ -86,8 +119,8 @@ def command_line(cmdline_bytes, stat_text):
 
 
 def describe_process(command, user, started):
-    """'"svlogd -tt ./main" (user postgres, started 09:52:59 UTC)', for messages."""
-    return '"%s" (user %s, started %s)' % (command, printable(user), clock(started))
+    """'"svlogd -tt ./main" (user postgres, started 2026-11-28 09:52:59 UTC)', for messages."""
+    return '"%s" (user %s, started %s)' % (command, printable(user), moment(started, precise=False))
 
 
 NO_SUCH_PROCESS = "no such process"
@@ -133,7 +166,7 @@ def carries_slons_exact_name(row, name):
     return is_registering_connection(name)
 
 
-def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_process=None):
+def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_process=None, role=None):
     """(verdict, reason) for one lock row.
 
     identity is the record kept for the row's key, or None; it counts only if it matches the row
@@ -141,7 +174,8 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
     such process is listed. took_other names another lock row, of any cluster in the database,
     that this very backend (same PID and start time) is recorded to have taken, or is None.
     os_process says what the PID is on the database host when it is no backend (see
-    describe_process, or NO_SUCH_PROCESS), or is None when that is unknown.
+    describe_process, or NO_SUCH_PROCESS), or is None when that is unknown. role is the role
+    judging, named when pg_stat_activity hides what it needs.
     """
     pid = row["nl_backendpid"]
     if pid is None or pid <= 0:
@@ -153,31 +187,33 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
     if recorded and identity.get("adopted") and took_other is not None:
         recorded = False  # a guess at install, refuted by what the trigger saw
     if backend is None:
+        # pg_stat_activity lists every backend of the server, of every database.
         if os_process == NO_SUCH_PROCESS:
-            return STALE, "pid %d is not a backend of this database (no such process)" % pid
+            return STALE, "no process has pid %d any more, so the backend that took the lock has ended" % pid
         if os_process is not None:
-            return STALE, "pid %d is now %s, not a backend of this database" % (pid, os_process)
-        return STALE, "pid %d is not a backend of this database" % pid
+            return STALE, "pid %d is now %s, which is no backend of this server" % (pid, os_process)
+        return STALE, "pid %d is no backend of this server (what holds it on the host could not be read)" % pid
     if pid == caller_pid and not recorded:
         return STALE, "pid %d is the backend running this cleanup, not a lock holder" % pid
     if backend["backend_type"] is None:
         return UNSURE, (
-            "pid %d is listed, but its backend type and start time are hidden from this role "
-            "(grant it pg_read_all_stats); keeping the row" % pid
+            "pid %d is a backend, but pg_stat_activity hides its type and start time from role %s "
+            "(GRANT pg_read_all_stats TO %s, or run the cleanup as a superuser, as slon does)"
+            % (pid, quoted(role or "?"), quoted(role or "?"))
         )
     if backend["backend_type"] != CLIENT_BACKEND:
-        return STALE, "pid %d is the %s, not a client backend" % (pid, backend["backend_type"])
+        return STALE, "pid %d is this server's %s, not a client backend" % (pid, backend["backend_type"])
     if backend["datname"] != database:
         return STALE, "pid %d is a client backend of database %s, not of %s" % (
-            pid, backend["datname"], database)
+            pid, quoted(backend["datname"] or ""), quoted(database))
 
     if recorded:
         if backend["backend_start"] == identity["backend_start"]:
             return LIVE, "pid %d is the client backend that took the lock" % pid
         return STALE, "pid %d is a client backend started %s, %s the lock was taken by one started %s" % (
-            pid, clock(backend["backend_start"]),
-            "after" if backend["backend_start"] > identity["backend_start"] else "but",
-            clock(identity["backend_start"]))
+            pid, moment(backend["backend_start"]),
+            "after" if backend["backend_start"] > identity["backend_start"] else "while",
+            moment(identity["backend_start"]))
 
     # No record for this row version: the row predates the install, or was written while the
     # identity triggers were off. Slony 2.2's slon names every connection it makes slon.*, so only
@@ -185,21 +221,43 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
     if took_other is not None:
         # slon takes one lock per connection: local_listen its node's row, each registering
         # connection one registerNodeConnection() row.
-        return STALE, ("pid %d is the client backend that took the lock of %s, and slon takes one "
+        return STALE, ("pid %d is the client backend that took the %s, and slon takes one "
                        "lock per connection" % (pid, took_other))
     name = backend["application_name"] or ""
     if name == "":
-        return STALE, ("pid %d is a client backend with no application_name; slon names every "
+        return STALE, ("pid %d is a client backend with no application_name, and slon names every "
                        "connection it makes" % pid)
     if not name.startswith(SLON_PREFIX):
-        return STALE, "pid %d is a client backend named '%s', not a slon connection" % (pid, name)
+        return STALE, "pid %d is a client backend named %s, not a slon connection" % (pid, quoted(name))
     if row["nl_conncnt"] == 0 and name != OWN_SLON_CONNECTION:
-        return STALE, "pid %d is slon's '%s' connection, not the node's own %s" % (
-            pid, name, OWN_SLON_CONNECTION)
+        return STALE, "pid %d is slon's %s connection, not the %s one that takes a node's own lock" % (
+            pid, quoted(name), quoted(OWN_SLON_CONNECTION))
     return UNSURE, (
-        "pid %d is a client backend named '%s' and no identity was recorded for this row; "
-        "keeping it" % (pid, name)
+        "pid %d is a client backend named %s, as slon's would be, and no record says which backend "
+        "took this row (it is older than the install, or was written while the identity triggers "
+        "were off), so it may be the slon that took it" % (pid, quoted(name))
     )
+
+
+RUNBOOK = 'the slony-nodelock README, "A kept lock"'
+
+
+def cleanup_notice(schema, row, verdict, reason):
+    """The NOTICE cleanupNodelock() raises for a row it removes (STALE) or keeps for lack of proof
+    (UNSURE); None for a row it keeps as LIVE, which is the normal case and says nothing. Only a
+    node's own row (conncnt 0) can stop a slon: every other connection takes a new conncnt."""
+    if verdict == STALE:
+        return "slony-nodelock: removed the stale %s: %s; it no longer stands in slon's way, nothing to do" % (
+            describe_row(schema, row), reason)
+    if verdict != UNSURE:
+        return None
+    if row["nl_conncnt"] != 0:
+        return ("slony-nodelock: kept the %s for lack of proof that it is stale: %s; it stops no slon, "
+                "since each connection takes a new conncnt, so nothing to do" % (describe_row(schema, row), reason))
+    return ("slony-nodelock: kept the %s for lack of proof that it is stale: %s; while it stays, slon for "
+            "node %d cannot start (duplicate key value violates unique constraint \"sl_nodelock-pkey\"): "
+            "if that slon is stopped and still fails so, remove the row as %s says" % (
+                describe_row(schema, row), reason, row["nl_nodeid"], RUNBOOK))
 
 
 def adoptable(row, identity, backend, verdict):
@@ -211,12 +269,12 @@ def adoptable(row, identity, backend, verdict):
             and carries_slons_exact_name(row, backend["application_name"]))
 
 
-def judge(rows, records, backends, caller_pid, database, cluster=None, os_processes=None):
+def judge(rows, records, backends, caller_pid, database, cluster=None, os_processes=None, role=None):
     """[(row, verdict, reason, adoptable)] for every lock row of cluster, in the order given.
 
     records: identity records of any cluster in the database (at least those naming the rows'
     PIDs), any order; backends: the pg_stat_activity snapshot; os_processes: {pid: what it is on
-    the host} for PIDs that are no backend, where known.
+    the host} for PIDs that are no backend, where known; role: the role judging (see judge_row).
     """
     os_processes = os_processes or {}
     rows_by_key = {}
@@ -247,10 +305,11 @@ def judge(rows, records, backends, caller_pid, database, cluster=None, os_proces
         if backend is not None and (not record_matches(row, identity) or identity.get("adopted")):
             for other_cluster, other_key in takers.get((row["nl_backendpid"], backend["backend_start"]), ()):
                 if (other_cluster, other_key) != (cluster, key):
-                    took_other = 'cluster "%s" node %d conncnt %d' % (
-                        other_cluster if other_cluster is not None else cluster, other_key[0], other_key[1])
+                    took_other = "lock row (node %d, conncnt %d) of %s" % (
+                        other_key[0], other_key[1],
+                        cluster_label(other_cluster if other_cluster is not None else cluster))
                     break
         verdict, reason = judge_row(row, identity, backend, caller_pid, database, took_other,
-                                    os_processes.get(row["nl_backendpid"]))
+                                    os_processes.get(row["nl_backendpid"]), role)
         judged.append((row, verdict, reason, adoptable(row, identity, backend, verdict)))
     return judged

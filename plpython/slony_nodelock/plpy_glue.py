@@ -8,9 +8,17 @@
 # plpy is passed in rather than used as a global so that this file can also be imported with a
 # stand-in.
 from slony_nodelock.liveness import (  # embed: drop
-    LIVE, NO_SUCH_PROCESS, STALE, UNSURE, boot_time, command_line, describe_process, judge,  # embed: drop
-    printable,  # embed: drop
-    process_start, real_uid, record_matches)  # embed: drop
+    LIVE, NO_SUCH_PROCESS, STALE, UNSURE, boot_time, cleanup_notice, cluster_label, command_line,  # embed: drop
+    describe_process, describe_row, judge, printable, process_start, quoted, real_uid,  # embed: drop
+    record_matches)  # embed: drop
+
+# Where the README tells operators to put the scripts (make install); substituted by sql/generate.py.
+INSTALL_SCRIPT = "@INSTALL_SCRIPT@"
+
+
+def install_command(database):
+    """The psql command that installs (or repairs) the kit in database."""
+    return "psql -v ON_ERROR_STOP=1 -d %s -f %s" % (quoted(database), INSTALL_SCRIPT)
 
 # backend_start as integer microseconds since the epoch, cheap for Python to compare. date_part()
 # gives float8 seconds, whose resolution at today's epoch (~0.25 us) keeps every microsecond
@@ -104,13 +112,13 @@ def _lock_rows(plpy, plan, arguments, refusal, cluster):
         return plpy.execute(plan, arguments)
     except plpy.spiexceptions.InsufficientPrivilege:
         user = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
-        fail(plpy, refusal % (user, cluster), "42501")
+        fail(plpy, refusal % (quoted(user), cluster_label(cluster)), "42501")
     except plpy.spiexceptions.ReadOnlySqlTransaction:
         if plpy.execute("select pg_catalog.pg_is_in_recovery() as r")[0]["r"]:
-            fail(plpy, 'cluster "%s" is on a hot standby, where no lock can be changed; nothing changed: '
-                 "slon runs on the primary" % cluster, "25006")
-        fail(plpy, 'the locks of cluster "%s" cannot be changed in a read-only transaction; nothing changed: '
-             "run it in a read-write session" % cluster,
+            fail(plpy, "%s is on a hot standby here, where no lock can be changed; nothing changed: "
+                 "slon runs against the primary" % cluster_label(cluster), "25006")
+        fail(plpy, "the locks of %s cannot be changed in a read-only transaction; nothing changed: "
+             "run it in a read-write session" % cluster_label(cluster),
              "25006")
 
 
@@ -123,9 +131,9 @@ def _records(plpy, plans, cluster, pids):
             plpy.spiexceptions.UndefinedColumn, plpy.spiexceptions.UndefinedFunction) as missing:
         plans.pop("records", None)
         plpy.warning(
-            'slony-nodelock: cluster "%s" cannot read its lock records (%s), so its locks are judged '
-            "without them and no holder that might be slon is removed; repair with: "
-            "psql -v ON_ERROR_STOP=1 -d %s -f sql/install.sql" % (cluster, missing, plans["database"]))
+            "slony-nodelock: %s cannot read the kit's lock records (%s), so its locks are judged "
+            "without them: slon still starts, but a stale lock whose PID went to a backend named like "
+            "slon's is kept; repair the kit with: %s" % (cluster_label(cluster), missing, install_command(plans["database"])))
         return []
 
 
@@ -190,22 +198,20 @@ def _judged(plpy, plans, cluster, locks):
     backends = plpy.execute(plans["backends"], [pids])
     listed = set(b["pid"] for b in backends)
     described, unknown = os_processes([pid for pid in pids if pid not in listed])
-    judged = judge(locks, records, backends, plans["caller"], plans["database"], cluster, described)
+    # Named only when pg_stat_activity hides something from it: one query fewer per cleanup.
+    role = None
+    if any(b["backend_type"] is None for b in backends):
+        role = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
+    judged = judge(locks, records, backends, plans["caller"], plans["database"], cluster, described, role)
     return judged, backends, records, described, unknown
-
-
-def _describe(cluster, row):
-    return 'cluster "%s" node %d conncnt %d pid %s' % (
-        cluster, row["nl_nodeid"], row["nl_conncnt"],
-        "NULL" if row["nl_backendpid"] is None else row["nl_backendpid"])
 
 
 def cleanup(plpy, cache, cluster):
     """What cleanupNodelock() does: delete every stale lock row, under the same FOR UPDATE as
     Slony's own version, with a NOTICE for each deletion and each row kept only for lack of proof."""
     plans = _plans(plpy, cache, cluster)
-    locks = _lock_rows(plpy, plans["locks" + FOR_UPDATE], [], 'role %s may not clean up the locks of cluster "%s"; '
-                       "run cleanupNodelock() as a superuser, as slon does", cluster)
+    locks = _lock_rows(plpy, plans["locks" + FOR_UPDATE], [], "role %s may not clean up the locks of %s; "
+                       "nothing changed: run cleanupNodelock() as a superuser, as slon does", cluster)
     if len(locks) == 0:
         return 0
     stale_nodes, stale_conncnts = [], []
@@ -213,9 +219,9 @@ def cleanup(plpy, cache, cluster):
         if verdict == STALE:
             stale_nodes.append(row["nl_nodeid"])
             stale_conncnts.append(row["nl_conncnt"])
-            plpy.notice("slony-nodelock: removed stale lock of %s: %s" % (_describe(cluster, row), reason))
-        elif verdict == UNSURE:
-            plpy.notice("slony-nodelock: kept lock of %s: %s" % (_describe(cluster, row), reason))
+        notice = cleanup_notice(cluster, row, verdict, reason)
+        if notice is not None:
+            plpy.notice(notice)
     if stale_nodes:
         plpy.execute(plans["delete"], [stale_nodes, stale_conncnts])
     return 0
@@ -314,13 +320,14 @@ def terminate(plpy, cache, cluster, failed_node):
     plans = _plans(plpy, cache, cluster)
     failed_locks = _prepared(plpy, plans, "failed_locks",
                              LOCKS % plans["table"] + " where l.nl_nodeid = $1" + FOR_UPDATE, ["int4"])
-    locks = _lock_rows(plpy, failed_locks, [failed_node], 'role %s may not end the connections of a failed '
-                       'node of cluster "%s"; fail over as a superuser, as slonik does', cluster)
+    locks = _lock_rows(plpy, failed_locks, [failed_node], "role %s may not end the connections of a failed "
+                       "node of %s; nothing changed: fail over as a superuser, as slonik does", cluster)
     setting = (plpy.execute("select pg_catalog.current_setting('%s', true) as v" % FAILOVER_SETTING)[0]["v"]
                or "").strip().lower()
     if setting not in ("", "stock"):
         plpy.warning("slony-nodelock: %s is '%s', which means nothing; only 'stock' changes what a failover "
-                     "does, so the kit's own termination runs" % (FAILOVER_SETTING, printable(setting)))
+                     "does, so the kit's own termination runs for %s; set it to 'stock', or RESET it where it was set "
+                     "(ALTER DATABASE or ALTER ROLE)" % (FAILOVER_SETTING, printable(setting), cluster_label(cluster)))
     if setting == "stock":
         kill = plpy.prepare("select %s.killBackend($1, 'TERM')" % plpy.quote_ident(cluster), ["int4"])
         for row in locks:
@@ -343,11 +350,11 @@ def terminate(plpy, cache, cluster, failed_node):
             elif verdict == LIVE:
                 ended = plpy.execute(end_backend, [pid, started[pid]])
                 done = "terminated" if len(ended) == 1 and ended[0]["ended"] else "could not terminate"
-                plpy.notice("slony-nodelock: failover: %s the holder of the lock of %s: %s" % (
-                    done, _describe(cluster, row), reason))
+                plpy.notice("slony-nodelock: failover: %s the holder of the %s: %s" % (
+                    done, describe_row(cluster, row), reason))
                 continue
-            plpy.notice("slony-nodelock: failover: did not signal the holder of the lock of %s: %s" % (
-                _describe(cluster, row), reason))
+            plpy.notice("slony-nodelock: failover: did not signal the holder of the %s: %s" % (
+                describe_row(cluster, row), reason))
     if len(locks) > 0:
         plpy.execute(plans["delete"], [[r["nl_nodeid"] for r in locks], [r["nl_conncnt"] for r in locks]])
     return 0

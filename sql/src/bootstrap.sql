@@ -18,17 +18,21 @@ COMMENT ON TABLE slony_nodelock.migration IS 'slony-nodelock: migrations/NNNN_*.
 DO $newer$
 DECLARE
     v_newest int4 := (SELECT pg_catalog.max(version) FROM slony_nodelock.migration);
+    v_installed text;
 BEGIN
     IF v_newest > @LATEST_MIGRATION@ THEN
-        RAISE EXCEPTION 'slony-nodelock: this database is at migration %, newer than this script knows (%); install with the script of the newer release',
-            v_newest, @LATEST_MIGRATION@;
+        IF pg_catalog.to_regprocedure('slony_nodelock.version()') IS NOT NULL THEN
+            EXECUTE 'SELECT slony_nodelock.version()' INTO v_installed;
+        END IF;
+        RAISE EXCEPTION 'slony-nodelock: database % holds migration % (installed release: %), newer than this script, release @VERSION@, whose newest migration is @LATEST_MIGRATION@; nothing changed. Install with the install.sql of release % or later; to go back to @VERSION@, run that release''s uninstall.sql first',
+            pg_catalog.quote_ident(pg_catalog.current_database()), v_newest, COALESCE(v_installed, 'unknown'), COALESCE(v_installed, 'unknown');
     END IF;
 END
 $newer$;
 
 -- Applies one migration unless the registry already has it; a recorded step whose script has
 -- changed since is refused, because released migrations are never edited.
-CREATE OR REPLACE FUNCTION pg_temp.slony_nodelock_migrate(p_version int4, p_name text, p_sha256 text, p_script text)
+CREATE OR REPLACE FUNCTION pg_temp.slony_nodelock_migrate(p_version int4, p_name text, p_release text, p_sha256 text, p_script text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -39,13 +43,13 @@ BEGIN
     SELECT m.script_sha256 INTO v_recorded FROM slony_nodelock.migration m WHERE m.version = p_version;
     IF FOUND THEN
         IF v_recorded <> p_sha256 THEN
-            RAISE EXCEPTION 'slony-nodelock: migration % (%) was applied from a different script (sha256 % recorded, % here); released migrations must not change',
-                p_version, p_name, v_recorded, p_sha256;
+            RAISE EXCEPTION 'slony-nodelock: migration % (%, of release %) was applied here from another script than this install.sql of release @VERSION@ carries (sha256 % recorded, % here); nothing changed. Released migrations never change, so one of the two scripts was edited: install with an unmodified slony-nodelock @VERSION@ (git checkout v@VERSION@)',
+                p_version, p_name, p_release, pg_catalog.left(v_recorded, 12), pg_catalog.left(p_sha256, 12);
         END IF;
         RETURN;
     END IF;
     EXECUTE p_script;
     INSERT INTO slony_nodelock.migration (version, name, script_sha256) VALUES (p_version, p_name, p_sha256);
-    RAISE NOTICE 'slony-nodelock: applied migration %', p_name;
+    RAISE NOTICE 'slony-nodelock: applied migration % (%, of release %)', p_version, p_name, p_release;
 END
 $migrate$;

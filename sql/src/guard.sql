@@ -15,7 +15,9 @@ BEGIN
             pg_catalog.current_setting('server_version');
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_available_extensions WHERE name = 'plpython3u') THEN
-        RAISE EXCEPTION 'slony-nodelock: PL/Python (plpython3u) is not available on this server; install the package postgresql-plpython3-% on the database host and run the script again',
+        RAISE EXCEPTION 'slony-nodelock: PL/Python (plpython3u) is not available to this PostgreSQL %; nothing changed. Install the package postgresql-plpython3-% (Debian, Ubuntu; postgresql%-plpython3 on RHEL) where the server runs (on its machine, or in its container image), then run the script again',
+            pg_catalog.current_setting('server_version_num')::int4 / 10000,
+            pg_catalog.current_setting('server_version_num')::int4 / 10000,
             pg_catalog.current_setting('server_version_num')::int4 / 10000;
     END IF;
 END

@@ -4,8 +4,11 @@
 -- cluster stays (DROP EXTENSION plpython3u CASCADE takes every patched one), slon could not
 -- start, so Slony's saved function is put back in the same transaction, with a WARNING. A
 -- function dropped by name is left dropped: whoever did it may be about to create another.
--- Never fails the DROP, and waits at most 5 s for a lock (the SET clause holds only while it
--- runs). SECURITY DEFINER: any role's DROP fires it, and only we may write our tables.
+-- It fires on every DROP in the database, the application's too, so it says nothing unless a
+-- cluster is concerned: a dropped sl_nodelock table (a cluster schema's DROP lists it too) or a
+-- dropped cleanupnodelock() or terminatenodeconnections(). Never fails the DROP, and waits at most
+-- 5 s for a lock (the SET clause holds only while it runs). SECURITY DEFINER: any role's DROP
+-- fires it, and only we may write our tables.
 CREATE OR REPLACE FUNCTION slony_nodelock.forget_dropped_clusters()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -15,11 +18,23 @@ AS $fn$
 DECLARE
     v_dropped record;
     v_fn_now text;
+    v_concerned boolean := false;
 BEGIN
+    -- Schemas first, with no word: one the kit knows is forgotten; any other has nothing to forget.
+    BEGIN
+        FOR v_dropped IN SELECT d.object_name FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                          WHERE d.object_type = 'schema' LOOP
+            DELETE FROM slony_nodelock.stock_function WHERE cluster_schema = v_dropped.object_name;
+            DELETE FROM slony_nodelock.repatch_log WHERE cluster_schema = v_dropped.object_name;
+            DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.object_name;
+        END LOOP;
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        NULL;  -- a cluster schema also lists its sl_nodelock, handled (and reported) below
+    END;
     FOR v_dropped IN
         SELECT d.object_type, d.object_name, d.schema_name, d.original, d.address_names[2] AS function_name
           FROM pg_catalog.pg_event_trigger_dropped_objects() d
-         WHERE d.object_type = 'schema' OR (d.object_type = 'table' AND d.object_name = 'sl_nodelock')
+         WHERE (d.object_type = 'table' AND d.object_name = 'sl_nodelock')
             OR (d.object_type = 'function' AND (d.address_names[2], pg_catalog.array_to_string(d.address_args, ','))
                 -- address_args spells types as format_type() does: integer, not int4
                 IN (SELECT f.function_name::text,
@@ -27,35 +42,39 @@ BEGIN
                                        FROM pg_catalog.unnest(pg_catalog.string_to_array(NULLIF(f.argument_types, ''), ',')) t), '')
                       FROM slony_nodelock.patched_functions() f))
     LOOP
-        IF v_dropped.object_type = 'schema' THEN
-            DELETE FROM slony_nodelock.stock_function WHERE cluster_schema = v_dropped.object_name;
-            DELETE FROM slony_nodelock.repatch_log WHERE cluster_schema = v_dropped.object_name;
-            DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.object_name;
-        ELSIF v_dropped.object_type = 'table' THEN
+        v_concerned := true;
+        IF v_dropped.object_type = 'table' THEN
             DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.schema_name;
         ELSIF v_dropped.schema_name IN (SELECT c FROM slony_nodelock.clusters() c) THEN
             IF v_dropped.original THEN
-                RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped; slon cannot start on this node until it is back: run psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
-                    v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
+                RAISE WARNING 'slony-nodelock: %() of % in database % was dropped; slon cannot start on this node until it is back: run %',
+                    v_dropped.function_name, slony_nodelock.cluster_label(v_dropped.schema_name),
+                    pg_catalog.quote_ident(pg_catalog.current_database()), slony_nodelock.install_command();
             ELSIF slony_nodelock.restore_stock_function(v_dropped.schema_name, v_dropped.function_name) THEN
                 -- Putting it back sets off the re-patch trigger, which patches it if it can.
                 SELECT p.prosrc INTO v_fn_now FROM pg_catalog.pg_proc p
                  WHERE p.oid = slony_nodelock.patched_function_oid(v_dropped.schema_name, v_dropped.function_name);
                 IF v_fn_now LIKE '# slony-nodelock %' THEN
-                    RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped by a CASCADE; it is back, patched again',
-                        v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
+                    RAISE WARNING 'slony-nodelock: %() of % in database % was dropped by a CASCADE; the kit put it back, patched, so slon is not affected; nothing to do',
+                        v_dropped.function_name, slony_nodelock.cluster_label(v_dropped.schema_name),
+                        pg_catalog.quote_ident(pg_catalog.current_database());
                 ELSE
-                    RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped by a CASCADE; Slony''s own version is back so that slon keeps working, but the cluster is NOT patched until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
-                        v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database(), pg_catalog.current_database();
+                    RAISE WARNING 'slony-nodelock: %() of % in database % was dropped by a CASCADE; Slony''s own version is back so that slon keeps working, but the cluster is NOT patched until you run %',
+                        v_dropped.function_name, slony_nodelock.cluster_label(v_dropped.schema_name),
+                        pg_catalog.quote_ident(pg_catalog.current_database()), slony_nodelock.install_command();
                 END IF;
             ELSE
-                RAISE WARNING 'slony-nodelock: %() of cluster % in database % was dropped by a CASCADE and no copy of Slony''s was saved; slon cannot start on this node until you run slonik "update functions" for it',
-                    v_dropped.function_name, pg_catalog.quote_ident(v_dropped.schema_name), pg_catalog.current_database();
+                RAISE WARNING 'slony-nodelock: %() of % in database % was dropped by a CASCADE and no copy of Slony''s was saved; slon cannot start on this node until you run slonik "update functions" for it',
+                    v_dropped.function_name, slony_nodelock.cluster_label(v_dropped.schema_name),
+                    pg_catalog.quote_ident(pg_catalog.current_database());
             END IF;
         END IF;
     END LOOP;
 EXCEPTION WHEN OTHERS OR query_canceled THEN
-    RAISE WARNING 'slony-nodelock: could not handle a dropped cluster object (%); check with: select * from slony_nodelock.verify()', SQLERRM;
+    IF v_concerned THEN
+        RAISE WARNING 'slony-nodelock: could not handle a dropped cluster object in database % (%); the DROP went through; check the node with: select * from slony_nodelock.verify()',
+            pg_catalog.quote_ident(pg_catalog.current_database()), SQLERRM;
+    END IF;
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.forget_dropped_clusters() IS 'slony-nodelock: event trigger forgetting dropped cluster schemas and putting back a dropped cleanupnodelock()';

@@ -12,8 +12,8 @@ DECLARE
 BEGIN
     FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c LOOP
         IF NOT v_candidate.is_cluster THEN
-            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %, so Slony did not make it',
-                pg_catalog.quote_ident(v_candidate.schema_name), v_candidate.why_not;
+            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %, so Slony did not make it; if Slony did, ALTER SCHEMA % OWNER TO a superuser and run the script again',
+                pg_catalog.quote_ident(v_candidate.schema_name), v_candidate.why_not, pg_catalog.quote_ident(v_candidate.schema_name);
             CONTINUE;
         END IF;
         v_seen := v_seen + 1;
@@ -22,7 +22,8 @@ BEGIN
         END IF;
     END LOOP;
     IF v_seen = 0 THEN
-        RAISE NOTICE 'slony-nodelock: no Slony cluster in database %; nothing to patch', pg_catalog.current_database();
+        RAISE NOTICE 'slony-nodelock: database % holds no Slony cluster, so none was patched; the kit stays installed and patches each cluster that slonik creates here later (init cluster, store node)',
+            pg_catalog.quote_ident(pg_catalog.current_database());
     END IF;
     RETURN v_changed;
 END

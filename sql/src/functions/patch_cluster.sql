@@ -14,21 +14,24 @@ DECLARE
     v_fn pg_catalog.pg_proc;
     v_lang name;
     v_candidate record;
-    v_changed boolean := false;
+    v_done text[] := '{}';
+    v_triggers_added boolean := false;
+    v_forgotten int8;
     v_adopted int4;
 BEGIN
     SELECT c.is_cluster, c.why_not INTO v_candidate FROM slony_nodelock.cluster_candidates() c WHERE c.schema_name = p_cluster;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'slony-nodelock: schema % holds no sl_nodelock table; it is not a Slony cluster', pg_catalog.quote_ident(p_cluster);
+        RAISE EXCEPTION 'slony-nodelock: schema % holds no sl_nodelock table, so it is no Slony cluster; nothing changed. The clusters here are listed by: select cluster from slony_nodelock.verify()',
+            pg_catalog.quote_ident(p_cluster);
     ELSIF NOT v_candidate.is_cluster THEN
-        RAISE EXCEPTION 'slony-nodelock: schema % is not patched: it holds an sl_nodelock table, but %, so Slony did not make it',
+        RAISE EXCEPTION 'slony-nodelock: schema % is not patched: it holds an sl_nodelock table, but %, so Slony did not make it; nothing changed',
             pg_catalog.quote_ident(p_cluster), v_candidate.why_not;
     END IF;
     IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = v_table AND NOT a.attisdropped
            AND a.attname IN ('nl_nodeid', 'nl_conncnt', 'nl_backendpid')
            AND a.atttypid = 'pg_catalog.int4'::pg_catalog.regtype) <> 3 THEN
-        RAISE EXCEPTION 'slony-nodelock: %.sl_nodelock lacks the int4 columns nl_nodeid, nl_conncnt and nl_backendpid of Slony-I 2.x; nothing was changed',
+        RAISE EXCEPTION 'slony-nodelock: %.sl_nodelock lacks the int4 columns nl_nodeid, nl_conncnt and nl_backendpid of Slony-I 2.x; nothing changed: the kit supports Slony-I 2.2',
             pg_catalog.quote_ident(p_cluster);
     END IF;
 
@@ -39,8 +42,8 @@ BEGIN
         -- Gone (dropped by hand or by a CASCADE) but saved: ours is created from scratch below.
         IF NOT FOUND AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
                                       WHERE s.cluster_schema = p_cluster AND s.function_name = v_patch.function_name) THEN
-            RAISE EXCEPTION 'slony-nodelock: cluster % has no %() and no saved copy of Slony''s; nothing was changed. Run slonik "update functions" for this node, then install again',
-                pg_catalog.quote_ident(p_cluster), v_patch.function_name;
+            RAISE EXCEPTION 'slony-nodelock: % has no %() and no saved copy of Slony''s; nothing changed. Run slonik "update functions" for this node (the kit then patches it by itself)',
+                slony_nodelock.cluster_label(p_cluster), v_patch.function_name;
         END IF;
         SELECT l.lanname INTO v_lang FROM pg_catalog.pg_language l WHERE l.oid = v_fn.prolang;
 
@@ -53,20 +56,25 @@ BEGIN
                 'CREATE OR REPLACE FUNCTION %I.%I(%s) RETURNS int4 LANGUAGE plpython3u '
                 'SET search_path = pg_catalog, pg_temp AS %L', p_cluster, v_patch.function_name, v_patch.arguments, v_source);
             PERFORM slony_nodelock.comment_patched(p_cluster, v_patch.function_name);
-            v_replaced := v_replaced || v_patch.function_name::text;
+            v_replaced := v_replaced || (v_patch.function_name || '()');
         END IF;
     END LOOP;
-    v_changed := pg_catalog.cardinality(v_replaced) > 0;
+    IF pg_catalog.cardinality(v_replaced) > 0 THEN
+        v_done := v_done || ('replaced ' || pg_catalog.array_to_string(v_replaced, ' and '));
+    END IF;
 
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = v_table AND t.tgname = 'slony_nodelock_identity') THEN
         EXECUTE pg_catalog.format('CREATE TRIGGER slony_nodelock_identity AFTER INSERT OR UPDATE OR DELETE ON %s '
                                   'FOR EACH ROW EXECUTE PROCEDURE slony_nodelock.track_lock_identity()', v_table);
-        v_changed := true;
+        v_triggers_added := true;
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = v_table AND t.tgname = 'slony_nodelock_truncate') THEN
         EXECUTE pg_catalog.format('CREATE TRIGGER slony_nodelock_truncate AFTER TRUNCATE ON %s '
                                   'FOR EACH STATEMENT EXECUTE PROCEDURE slony_nodelock.forget_truncated_locks()', v_table);
-        v_changed := true;
+        v_triggers_added := true;
+    END IF;
+    IF v_triggers_added THEN
+        v_done := v_done || 'added the identity triggers'::text;
     END IF;
     -- ALWAYS: slon's remote worker runs with session_replication_role = replica, which skips
     -- ordinary triggers, and its deletes must still take their identity records along.
@@ -74,7 +82,9 @@ BEGIN
                   AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate')) THEN
         EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER slony_nodelock_identity', v_table);
         EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER slony_nodelock_truncate', v_table);
-        v_changed := true;
+        IF NOT v_triggers_added THEN  -- new triggers start enabled for origin sessions only
+            v_done := v_done || 'enabled the identity triggers ALWAYS again'::text;
+        END IF;
     END IF;
     -- Records left behind while the triggers were missing or disabled: the same test as
     -- liveness.record_matches(), a record describes the row with its key, PID and xmin, or none.
@@ -83,16 +93,22 @@ BEGIN
         '(SELECT FROM %s l WHERE l.nl_nodeid = i.nl_nodeid AND l.nl_conncnt = i.nl_conncnt '
         'AND l.nl_backendpid = i.pid AND l.xmin = i.row_xmin)',
         p_cluster, v_table);
+    GET DIAGNOSTICS v_forgotten = ROW_COUNT;
+    IF v_forgotten > 0 THEN
+        v_done := v_done || pg_catalog.format('dropped %s lock record(s) that no longer matched their rows', v_forgotten);
+    END IF;
 
     v_adopted := slony_nodelock.adopt_live_locks(p_cluster);
-    IF v_changed OR v_adopted > 0 THEN
-        RAISE NOTICE 'slony-nodelock: patched cluster % (% replaced, identity recording on, % live lock(s) adopted)',
-            pg_catalog.quote_ident(p_cluster),
-            COALESCE(NULLIF(pg_catalog.array_to_string(v_replaced, ' and '), ''), 'no function'), v_adopted;
-    ELSE
-        RAISE NOTICE 'slony-nodelock: cluster % is already patched; nothing changed', pg_catalog.quote_ident(p_cluster);
+    IF v_adopted > 0 THEN
+        v_done := v_done || pg_catalog.format('adopted %s live lock(s) taken before the install (their holders are recorded now)', v_adopted);
     END IF;
-    RETURN v_changed OR v_adopted > 0;
+    IF pg_catalog.cardinality(v_done) = 0 THEN
+        RAISE NOTICE 'slony-nodelock: % is already patched; nothing changed', slony_nodelock.cluster_label(p_cluster);
+    ELSE
+        RAISE NOTICE 'slony-nodelock: patched %: %; slon keeps running and uses the kit from its next cleanup, nothing to do',
+            slony_nodelock.cluster_label(p_cluster), pg_catalog.array_to_string(v_done, ', ');
+    END IF;
+    RETURN pg_catalog.cardinality(v_done) > 0;
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.patch_cluster(name) IS 'slony-nodelock: replace one cluster''s cleanupnodelock() and terminatenodeconnections(), and record lock identities';

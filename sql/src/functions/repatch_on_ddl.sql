@@ -53,8 +53,9 @@ BEGIN
         -- query_canceled too: a statement_timeout in Slony's session, or a cancel, ends the
         -- re-patch but must not fail Slony's command.
         EXCEPTION WHEN OTHERS OR query_canceled THEN
-            RAISE WARNING 'slony-nodelock: cluster % is NOT patched: re-patching after % failed (%); slon will run Slony''s stock cleanupnodelock() on this node until you run: psql -v ON_ERROR_STOP=1 -d % -f sql/install.sql',
-                pg_catalog.quote_ident(v_cmd.schema_name), v_cmd.command_tag, SQLERRM, pg_catalog.current_database();
+            RAISE WARNING 'slony-nodelock: Slony''s % of %() in database % went through, but % is NOT patched any more: re-patching it failed (%). slon here now runs Slony''s stock cleanupnodelock(), which can refuse to start after a reboot; patch again with: %',
+                v_cmd.command_tag, v_cmd.function_name, pg_catalog.quote_ident(pg_catalog.current_database()),
+                slony_nodelock.cluster_label(v_cmd.schema_name), SQLERRM, slony_nodelock.install_command();
             BEGIN
                 -- Still remember what Slony just loaded, so that uninstall puts back this version.
                 PERFORM slony_nodelock.save_stock_function(v_cmd.schema_name, v_cmd.function_name);
@@ -66,7 +67,8 @@ BEGIN
         END;
     END LOOP;
 EXCEPTION WHEN OTHERS OR query_canceled THEN
-    RAISE WARNING 'slony-nodelock: the re-patch trigger failed (%); check this node with: select * from slony_nodelock.verify()', SQLERRM;
+    RAISE WARNING 'slony-nodelock: the re-patch trigger failed in database % (%), and the DDL that fired it went through; whether each cluster is still patched is told by: select * from slony_nodelock.verify()',
+        pg_catalog.quote_ident(pg_catalog.current_database()), SQLERRM;
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.repatch_on_ddl() IS 'slony-nodelock: event trigger re-patching clusters whose cleanupnodelock() or terminatenodeconnections() Slony recreated';

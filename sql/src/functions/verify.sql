@@ -1,7 +1,8 @@
 -- One row per Slony cluster schema, found from Slony's own tables (so a cluster whose
 -- cleanupnodelock() is gone is still listed), and per schema with sl_node that is skipped because
 -- no superuser owns it: is it running our cleanupnodelock() (patched) and
--- terminatenodeconnections() (failover_patched), and is everything around it in place? problems is NULL when all is well, else says what is wrong and what to run.
+-- terminatenodeconnections() (failover_patched), and is everything around it in place? problems
+-- is NULL when all is well, else names each problem with the fix that works for it.
 -- SECURITY DEFINER so that a monitoring role can call it: it only reads, and returns only this.
 -- Release 0.2.0's verify() had no failover_patched column, and a result type cannot be replaced.
 DO $drop_old$
@@ -26,27 +27,33 @@ DECLARE
     v_found text[];
     v_kit_problems text[] := '{}';
     v_trigger_owner record;
-    v_fix constant text := pg_catalog.format('run: psql -v ON_ERROR_STOP=1 -d %s -f sql/install.sql', pg_catalog.current_database());
+    -- What repairs most problems: install.sql recreates every function, trigger and patch.
+    v_install constant text := 'run: ' || slony_nodelock.install_command();
+    v_reinstall constant text := pg_catalog.format('reinstall: psql -v ON_ERROR_STOP=1 -d "%s" -f @UNINSTALL_SCRIPT@, then %s',
+                                                   pg_catalog.replace(pg_catalog.current_database(), '"', '""'), slony_nodelock.install_command());
+    v_update_functions constant text := 'run slonik "update functions" for this node (the kit patches and saves what it loads)';
 BEGIN
     -- What every cluster relies on: our records table, and trigger functions that can read it.
     IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = pg_catalog.to_regclass('slony_nodelock.lock_identity') AND NOT a.attisdropped
            AND a.attname IN ('cluster_schema', 'nl_nodeid', 'nl_conncnt', 'pid', 'backend_start', 'row_xmin')) <> 6 THEN
-        v_kit_problems := v_kit_problems || 'the table slony_nodelock.lock_identity is missing or damaged, so no lock taker is recorded (reinstall: sql/uninstall.sql, then sql/install.sql)'::text;
+        -- install.sql cannot mend a table that its migrations are recorded as having made.
+        v_kit_problems := v_kit_problems || ('the table slony_nodelock.lock_identity is missing or damaged, so no lock taker is recorded; ' || v_reinstall);
     END IF;
     -- Each patched cleanupnodelock() calls it while judging; without it they judge without records.
     IF pg_catalog.to_regprocedure('slony_nodelock.record_is_current(name,int4,int4,int4,xid)') IS NULL THEN
         v_kit_problems := v_kit_problems || ('the function slony_nodelock.record_is_current() is missing, so every cleanup '
-                                             'judges its locks without the recorded identities; ' || v_fix);
+                                             'judges its locks without the recorded identities; ' || v_install);
     END IF;
     SELECT r.rolname, r.rolsuper INTO v_trigger_owner
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
      WHERE p.oid = pg_catalog.to_regprocedure('slony_nodelock.track_lock_identity()');
     IF NOT FOUND THEN
-        v_kit_problems := v_kit_problems || 'the trigger function slony_nodelock.track_lock_identity() is missing'::text;
+        v_kit_problems := v_kit_problems || ('the trigger function slony_nodelock.track_lock_identity() is missing, so no lock taker is recorded; ' || v_install);
     ELSIF NOT v_trigger_owner.rolsuper THEN
-        v_kit_problems := v_kit_problems || pg_catalog.format('the kit''s functions belong to %s, who is no longer a superuser, so no lock taker can be recorded (ALTER ROLE %I SUPERUSER, or reinstall as a superuser)',
-                                                            v_trigger_owner.rolname, v_trigger_owner.rolname);
+        -- Rerunning install.sql keeps each function's owner: it cannot help here.
+        v_kit_problems := v_kit_problems || pg_catalog.format('the kit''s functions belong to role %s, who is no longer a superuser, so no lock taker can be recorded; ALTER ROLE %I SUPERUSER, or %s as a superuser',
+                                                            pg_catalog.quote_ident(v_trigger_owner.rolname), v_trigger_owner.rolname, v_reinstall);
     END IF;
 
     FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c WHERE c.has_sl_node LOOP
@@ -54,7 +61,7 @@ BEGIN
         IF NOT v_candidate.is_cluster THEN
             patched := false; failover_patched := false; logic_version := NULL; identity_recording := false; stock_saved := false;
             problems := pg_catalog.format('not patched: it has Slony''s tables, but %s; if Slony made it, ALTER SCHEMA %I OWNER TO a superuser, then %s',
-                                          v_candidate.why_not, cluster, v_fix);
+                                          v_candidate.why_not, cluster, v_install);
             RETURN NEXT;
             CONTINUE;
         END IF;
@@ -72,19 +79,28 @@ BEGIN
                 failover_patched := v_ours;
             END IF;
             IF v_fn IS NULL THEN
-                v_found := v_found || CASE v_patch.function_name
-                    WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is missing, so slon cannot start on this node'
-                    ELSE 'terminatenodeconnections() is missing, so a failover cannot run on this node' END;
+                v_found := v_found || (CASE v_patch.function_name
+                    WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is missing, so slon cannot start on this node; '
+                    ELSE 'terminatenodeconnections() is missing, so a failover cannot run on this node; ' END
+                    -- install.sql creates ours from Slony's saved copy; without one, only Slony can.
+                    || CASE WHEN EXISTS (SELECT FROM slony_nodelock.stock_function s
+                                          WHERE s.cluster_schema = cluster AND s.function_name = v_patch.function_name)
+                            THEN v_install ELSE v_update_functions END);
             ELSIF NOT v_ours THEN
-                v_found := v_found || CASE v_patch.function_name
-                    WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is not ours: slon judges its lock by kill(pid, 0) alone'
-                    ELSE 'terminatenodeconnections() is not ours: failover signals whatever holds a lock row''s PID' END;
+                v_found := v_found || (CASE v_patch.function_name
+                    WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is Slony''s stock one, which judges a lock by kill(pid, 0) alone; '
+                    ELSE 'terminatenodeconnections() is Slony''s stock one, which signals whatever holds a lock row''s PID; ' END
+                    || v_install);
             ELSIF v_fn.prosrc <> slony_nodelock.patched_source(cluster, v_patch.function_name) THEN
-                v_found := v_found || pg_catalog.format('%s() comes from another slony-nodelock release', v_patch.function_name);
+                v_found := v_found || pg_catalog.format('%s() comes from another slony-nodelock release than the installed %s; %s',
+                                                        v_patch.function_name, slony_nodelock.version(), v_install);
             END IF;
             IF NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
                             WHERE s.cluster_schema = cluster AND s.function_name = v_patch.function_name) THEN
-                v_found := v_found || pg_catalog.format('Slony''s own %s() is not saved, so uninstall cannot put it back', v_patch.function_name);
+                -- Only Slony has its function's source; UPDATE FUNCTIONS loads it, and the re-patch
+                -- trigger saves it.
+                v_found := v_found || pg_catalog.format('Slony''s own %s() is not saved, so uninstall cannot put it back; %s',
+                                                        v_patch.function_name, v_update_functions);
             END IF;
         END LOOP;
         -- Through the catalogs, not to_regclass(): a monitoring role need not have USAGE on the schema.
@@ -96,16 +112,15 @@ BEGIN
                                   AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate')
                                   AND t.tgenabled = 'A');
         IF NOT identity_recording THEN
-            v_found := v_found || 'the identity triggers on sl_nodelock are missing or not enabled ALWAYS'::text;
+            v_found := v_found || ('the identity triggers on sl_nodelock are missing or not enabled ALWAYS, so new lock takers are not recorded; ' || v_install);
         END IF;
         stock_saved := (SELECT pg_catalog.count(*) FROM slony_nodelock.stock_function s WHERE s.cluster_schema = cluster)
                        = (SELECT pg_catalog.count(*) FROM slony_nodelock.patched_functions());
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
                         WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled = 'A') THEN
-            v_found := v_found || 'the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE FUNCTIONS would undo the patch'::text;
+            v_found := v_found || ('the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE FUNCTIONS would undo the patch; ' || v_install);
         END IF;
-        problems := CASE WHEN pg_catalog.cardinality(v_found) = 0 THEN NULL
-                         ELSE pg_catalog.array_to_string(v_found, '; ') || '; ' || v_fix END;
+        problems := NULLIF(pg_catalog.array_to_string(v_found, ' | '), '');
         RETURN NEXT;
     END LOOP;
 END
