@@ -1,7 +1,14 @@
 -- The raising form of verify(), Sqitch-style, for monitoring and for
 -- psql -v ON_ERROR_STOP=1 -c 'select slony_nodelock.assert_ok()': returns how many clusters are
--- patched and well, or raises naming every problem.
-CREATE OR REPLACE FUNCTION slony_nodelock.assert_ok()
+-- patched and well, or raises naming every problem. A database with no Slony cluster raises too,
+-- since a check run against the wrong database must not pass; p_none_expected => true, where
+-- none is expected, returns 0 instead.
+-- Releases up to 0.3.0 had assert_ok() without arguments: left beside this one, a call with none
+-- would be ambiguous between the two.
+SET LOCAL client_min_messages = warning;  -- not "does not exist, skipping"
+DROP FUNCTION IF EXISTS slony_nodelock.assert_ok();
+SET LOCAL client_min_messages = notice;
+CREATE OR REPLACE FUNCTION slony_nodelock.assert_ok(p_none_expected boolean DEFAULT false)
 RETURNS int4
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -18,7 +25,11 @@ BEGIN
     IF v_problems IS NOT NULL THEN
         RAISE EXCEPTION 'slony-nodelock: %', v_problems;
     END IF;
+    IF v_clusters = 0 AND NOT COALESCE(p_none_expected, false) THEN
+        RAISE EXCEPTION 'slony-nodelock: database % holds no Slony cluster, so nothing was checked; connect to the node''s database (psql -d DB), or call slony_nodelock.assert_ok(p_none_expected => true) where none is expected',
+            pg_catalog.current_database();
+    END IF;
     RETURN v_clusters;
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.assert_ok() IS 'slony-nodelock: raise unless every cluster is patched and well';
+COMMENT ON FUNCTION slony_nodelock.assert_ok(boolean) IS 'slony-nodelock: raise unless every cluster is patched and well; with no cluster, raise unless p_none_expected';

@@ -1,0 +1,85 @@
+"""slony_nodelock.assert_ok() on real servers: it counts the clusters it checked, and a database
+with none raises, so that a check pointed at the wrong database does not pass for healthy, unless
+the caller says that none is expected."""
+
+from __future__ import annotations
+
+import subprocess
+
+import psycopg
+import pytest
+
+from slonybed.bed import INSTALL_SQL
+from test_install import add_stock_like_cluster, server  # noqa: F401  (fixture)
+from test_upgrade_from_release import release_0_2_0_install_sql  # noqa: F401  (fixture)
+
+NO_CLUSTER = ("slony-nodelock: database slony_test holds no Slony cluster, so nothing was checked; connect to "
+              "the node's database (psql -d DB), or call slony_nodelock.assert_ok(p_none_expected => true) "
+              "where none is expected")
+# Every assert_ok there is: after an upgrade there must be one, or a call without arguments is ambiguous.
+ASSERT_OK_FUNCTIONS = ("select p.oid::pg_catalog.regprocedure::text from pg_catalog.pg_proc p "
+                       "where p.proname = 'assert_ok' order by 1")
+
+
+def install(server) -> None:
+    result = server.psql_file(INSTALL_SQL)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_database_without_a_cluster_raises_unless_none_is_expected(server):
+    install(server)
+
+    with pytest.raises(psycopg.errors.RaiseException) as raised:
+        server.query("select slony_nodelock.assert_ok()")
+    assert raised.value.diag.message_primary == NO_CLUSTER
+
+    assert server.query("select slony_nodelock.assert_ok(p_none_expected => true)") == [(0,)]
+    with pytest.raises(psycopg.errors.RaiseException):
+        server.query("select slony_nodelock.assert_ok(false)")
+    # As monitoring runs it: psql fails, with the one line.
+    result = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", server.conninfo(),
+                             "-c", "select slony_nodelock.assert_ok()"],
+                            capture_output=True, text=True, timeout=60, cwd="/")
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[0] == f"ERROR:  {NO_CLUSTER}", result.stderr
+    assert server.query("select pg_catalog.obj_description('slony_nodelock.assert_ok(boolean)'::pg_catalog.regprocedure)") == [
+        ("slony-nodelock: raise unless every cluster is patched and well; with no cluster, raise unless p_none_expected",)]
+
+
+def test_a_database_with_clusters_returns_how_many_were_checked(server):
+    for schema in ("_a", "_b"):
+        add_stock_like_cluster(server, schema)
+    install(server)
+
+    assert server.query("select slony_nodelock.assert_ok()") == [(2,)]
+    assert server.query("select slony_nodelock.assert_ok(p_none_expected => true)") == [(2,)]
+
+
+def test_installing_over_the_zero_argument_assert_ok_leaves_one_unambiguous_function(server):
+    add_stock_like_cluster(server, "_c")
+    install(server)
+    # What releases up to 0.3.0 left, made by hand: the one-argument function is not there yet.
+    server.query("drop function slony_nodelock.assert_ok(boolean);"
+                 "create function slony_nodelock.assert_ok() returns int4 language sql as 'select 42'")
+
+    install(server)
+
+    assert server.query(ASSERT_OK_FUNCTIONS) == [("slony_nodelock.assert_ok(boolean)",)]
+    assert server.query("select slony_nodelock.assert_ok()") == [(1,)]
+    install(server)  # again: the new function stays, with its privileges
+    assert server.query(ASSERT_OK_FUNCTIONS) == [("slony_nodelock.assert_ok(boolean)",)]
+
+
+def test_upgrading_a_release_with_the_zero_argument_assert_ok_leaves_it_unambiguous(
+        release_0_2_0_install_sql, server):  # noqa: F811
+    add_stock_like_cluster(server, "_c")
+    old_install = server.home / "install-0.2.0.sql"
+    old_install.write_text(release_0_2_0_install_sql)
+    result = server.psql_file(old_install)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert server.query(ASSERT_OK_FUNCTIONS) == [("slony_nodelock.assert_ok()",)]
+
+    install(server)
+
+    assert server.query(ASSERT_OK_FUNCTIONS) == [("slony_nodelock.assert_ok(boolean)",)]
+    assert server.query("select slony_nodelock.assert_ok()") == [(1,)]
