@@ -1018,7 +1018,8 @@ DECLARE
     v_problems text;
     v_clusters int4;
 BEGIN
-    SELECT pg_catalog.string_agg(pg_catalog.format('cluster %s: %s', pg_catalog.quote_ident(v.cluster), v.problems), ' | ')
+    -- verify() separates one cluster's problems with ' | '; clusters are separated with ' || '.
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s: %s', slony_nodelock.cluster_label(v.cluster), v.problems), ' || ')
                FILTER (WHERE v.problems IS NOT NULL),
            pg_catalog.count(*)
       INTO v_problems, v_clusters

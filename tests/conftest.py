@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from notices import PATCHED_BED
 from slonybed import SlonyBed
 from slonybed.bed import REPO, created_roots
 from slonybed.containerbed import matrix_rows
@@ -44,7 +45,7 @@ def fixed_bed(bed: SlonyBed) -> SlonyBed:
     """The replicating two-node bed with sql/install.sql run on node 1."""
     bed.build_replicating()
     output = bed.install_fix(1)
-    assert 'patched cluster _bed' in output
+    assert PATCHED_BED in output
     return bed
 
 

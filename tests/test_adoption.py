@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from conftest import requires_pid_control
+from notices import removal
 
 IDENTITIES = "select nl_nodeid, nl_conncnt from slony_nodelock.lock_identity where cluster_schema = '_bed' order by 1, 2"
 
@@ -46,5 +47,5 @@ def test_install_never_adopts_a_stale_lock_held_by_an_unnamed_client_backend(bed
     slon = bed.start_slon(1)
     assert bed.cluster.wait_slon_holds_lock(slon) != stale
     bed.cluster.assert_replicates(1, 2)
-    assert (f'removed stale lock of cluster "_bed" node 1 conncnt 0 pid {stale}: pid {stale} is a client '
-            "backend with no application_name; slon names every connection it makes") in slon.log
+    assert removal("_bed", 1, 0, stale, f"pid {stale} is a client backend with no application_name, and slon "
+                                        "names every connection it makes") in slon.log

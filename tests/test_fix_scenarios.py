@@ -8,6 +8,7 @@ import pytest
 
 from conftest import requires_pid_control
 from slonybed.slony import DUPLICATE_LOCK
+from notices import PATCHED_BED, removal
 
 
 def _slon_recovers(bed, stale: int) -> None:
@@ -16,7 +17,7 @@ def _slon_recovers(bed, stale: int) -> None:
     assert holder != stale
     bed.cluster.assert_replicates(1, 2)
     assert slon.alive()
-    slon.wait_log(f"removed stale lock of cluster \"_bed\" node 1 conncnt 0 pid {stale}")
+    slon.wait_log(removal("_bed", 1, 0, stale))
 
 
 @requires_pid_control
@@ -47,7 +48,7 @@ def test_fix_still_refuses_a_second_slon_and_the_first_keeps_replicating(fixed_b
 
     assert second.wait_exit(timeout=30) is not None, "a second slon for node 1 kept running"
     assert DUPLICATE_LOCK in second.log
-    assert 'removed stale lock of cluster "_bed" node 1 conncnt 0' not in second.log
+    assert 'removed the stale lock row (node 1, conncnt 0,' not in second.log
     assert fixed_bed.slons[1].alive()
     assert fixed_bed.cluster.own_lock_pid(1) == holder
     fixed_bed.cluster.assert_replicates(1, 2)
@@ -55,7 +56,7 @@ def test_fix_still_refuses_a_second_slon_and_the_first_keeps_replicating(fixed_b
 
 def test_exactly_one_of_two_slons_started_together_runs_in_20_trials(bed):
     bed.cluster.build()
-    assert "patched cluster _bed" in bed.install_fix(1)
+    assert PATCHED_BED in bed.install_fix(1)
     assert bed.node(1).query("select patched, problems from slony_nodelock.verify()") == [(True, None)]
     for trial in range(20):
         pair = [bed.cluster.start_slon(1), bed.cluster.start_slon(1)]

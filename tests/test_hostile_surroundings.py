@@ -13,6 +13,7 @@ from psycopg import sql
 from slonybed import SlonyBed
 from slonybed.bed import INSTALL_SQL, UNINSTALL_SQL
 from test_install import add_stock_like_cluster, error_lines, fingerprint, gone_backend_pid
+from notices import no_process
 
 READ_ONLY = "-c default_transaction_read_only=on"
 READ_ONLY_SCRIPT = ("slony-nodelock: this session is read-only (a read-only transaction); "
@@ -76,8 +77,8 @@ def test_a_read_only_session_gets_one_line_from_each_script_and_nothing_changes(
     # cleanupNodelock() takes its rows FOR UPDATE first, as Slony's own does: refused, in one line,
     # and the stale row stays for slon's next, read-write, cleanup.
     assert sql_error(server, "select _c1.cleanupnodelock()", READ_ONLY) == (
-        'slony-nodelock: the locks of cluster "_c1" cannot be changed in a read-only transaction; nothing '
-        "changed: run it in a read-write session")
+        'slony-nodelock: the locks of cluster "c1" (schema "_c1") cannot be changed in a read-only transaction; '
+        "nothing changed: run it in a read-write session")
     assert state(server) == installed
     # verify() only reads.
     with server.connect(options=READ_ONLY) as conn:
@@ -105,8 +106,8 @@ def test_a_hot_standby_gets_one_line_from_each_script_and_nothing_changes():
         result = psql(standby, UNINSTALL_SQL)
         assert result.returncode == 3 and errors(result) == [STANDBY_UNINSTALL], result.stderr
         assert sql_error(standby, "select _c1.cleanupnodelock()", "-c application_name=test") == (
-            'slony-nodelock: cluster "_c1" is on a hot standby, where no lock can be changed; nothing changed: '
-            "slon runs on the primary")
+            'slony-nodelock: cluster "c1" (schema "_c1") is on a hot standby here, where no lock can be changed; '
+            "nothing changed: slon runs against the primary")
         assert standby.query(VERIFY) == primary.query(VERIFY)
         assert state(standby) == installed
 
@@ -161,12 +162,12 @@ def test_lock_rows_with_pids_no_process_can_have_are_removed_saying_why_and_neve
         notices = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary))
         conn.execute("select _c1.cleanupnodelock()")
-    reasons = sorted(n.split(": ", 2)[2] for n in notices)
+    reasons = sorted(n.split(": ", 2)[2].removesuffix("; it no longer stands in slon's way, nothing to do") for n in notices)
     assert reasons == sorted([
         "pid NULL is no process id (NULL), so no backend holds this lock",
         "pid 0 is no process id (not positive), so no backend holds this lock",
         "pid -5 is no process id (not positive), so no backend holds this lock",
-        f"pid {pid_max + 1} is not a backend of this database (no such process)",
+        no_process(pid_max + 1),
     ]), notices
     assert server.query("select pg_catalog.count(*) from _c1.sl_nodelock") == [(0,)]
     assert server.query(VERIFY) == [(True, True, None)]

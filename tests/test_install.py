@@ -15,6 +15,7 @@ from conftest import load_generator, requires_mount_namespace
 from slonybed import SlonyBed
 from slonybed.bed import INSTALL_SQL, UNINSTALL_SQL
 from slonybed.slony import DUPLICATE_LOCK
+from notices import PATCHED_BED, kept, no_process, removal
 
 FINGERPRINT = """
 select md5(string_agg(x, ',' order by x)) from (
@@ -127,7 +128,10 @@ def test_a_server_without_plpython_is_told_which_package_to_install():
 
         result = server.psql_file(INSTALL_SQL)
 
-        assert_refused(server, result, "plpython3u", "install the package postgresql-plpython3-15")
+        assert [line.split(" ERROR:  ", 1)[1] for line in error_lines(result)] == [
+            "slony-nodelock: PL/Python (plpython3u) is not available to this PostgreSQL 15; nothing changed. Install "
+            "the package postgresql-plpython3-15 (Debian, Ubuntu; postgresql15-plpython3 on RHEL) where the server "
+            "runs (on its machine, or in its container image), then run the script again"]
         assert fingerprint(server) == before
 
 
@@ -160,10 +164,13 @@ def test_a_database_without_slony_gets_a_notice_not_an_error(server):
     result = server.psql_file(INSTALL_SQL)
 
     assert result.returncode == 0, result.stderr
-    assert "no Slony cluster in database slony_test; nothing to patch" in result.stderr
+    assert "database slony_test holds no Slony cluster, so none was patched" in result.stderr
     assert server.query("select slony_nodelock.version()") == [(_version(),)]
     result = server.psql_file(UNINSTALL_SQL)
-    assert result.returncode == 0 and "slony-nodelock removed" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert ("NOTICE:  slony-nodelock removed from database slony_test: slon runs Slony's own cleanupnodelock() "
+            "again, which can refuse to start after a reboot; the plpython3u language stays (DROP EXTENSION "
+            "plpython3u if nothing else uses it)\n") in result.stderr
 
 
 def _version() -> str:
@@ -187,7 +194,7 @@ def test_an_oddly_named_cluster_is_patched_cleaned_and_restored(server):
 
         result = server.psql_file(INSTALL_SQL)
         assert result.returncode == 0, result.stderr
-        assert 'patched cluster "_we""ird clu$ter; drop table x"' in result.stderr
+        assert 'patched cluster "we""ird clu$ter; drop table x" (schema "_we""ird clu$ter; drop table x")' in result.stderr
 
         dead = _unused_pid()
         server.query(sql.SQL("insert into {} values (1, 0, %s)").format(table), (dead,))
@@ -196,8 +203,7 @@ def test_an_oddly_named_cluster_is_patched_cleaned_and_restored(server):
             caller.add_notice_handler(lambda d: notices.append(d.message_primary))
             caller.execute(sql.SQL("select {}.cleanupnodelock()").format(sql.Identifier(odd)))
         assert server.query(sql.SQL("select nl_nodeid, nl_conncnt from {} order by 1").format(table)) == [(2, 1)]
-        assert notices == [f'slony-nodelock: removed stale lock of cluster "{odd}" node 1 conncnt 0 pid {dead}: '
-                           f"pid {dead} is not a backend of this database (no such process)"]
+        assert notices == [removal(odd, 1, 0, dead, no_process(dead))]
 
     result = server.psql_file(UNINSTALL_SQL)
     assert result.returncode == 0, result.stderr
@@ -224,12 +230,12 @@ def test_install_twice_then_uninstall_gives_back_stock_and_the_failure(bed):
     after_first = fingerprint(node)
     second = bed.install_fix(1)
 
-    assert "patched cluster _bed" in first
-    assert "cluster _bed is already patched; nothing changed" in second
+    assert PATCHED_BED in first
+    assert 'cluster "bed" (schema "_bed") is already patched; nothing changed' in second
     assert fingerprint(node) == after_first
     assert node.query(FUNCTION_STATE, ("_bed",)) != stock
 
-    assert "restored Slony's cleanupnodelock() in cluster _bed" in bed.uninstall_fix(1)
+    assert 'NOTICE:  slony-nodelock: restored Slony\'s own cleanupnodelock() in cluster "bed" (schema "_bed")\n' in bed.uninstall_fix(1)
     assert node.query(FUNCTION_STATE, ("_bed",)) == stock
     assert node.query("select pg_catalog.to_regnamespace('slony_nodelock')") == [(None,)]
     assert "not installed in database slony_test; nothing to do" in bed.uninstall_fix(1)
@@ -284,9 +290,13 @@ def test_a_role_that_cannot_see_the_holder_keeps_the_row_and_says_why(server):
             bob.execute("select _c1.cleanupnodelock()")
         # A PID that is no process at all is stale whatever the role may see.
         assert server.query("select nl_backendpid from _c1.sl_nodelock") == [(holder_pid,)]
-        assert len(notices) == 2 and f"removed stale lock of cluster \"_c1\" node 2 conncnt 0 pid {stale}" in notices[0]
-        assert f"kept lock of cluster \"_c1\" node 1 conncnt 0 pid {holder_pid}" in notices[1]
-        assert "hidden from this role (grant it pg_read_all_stats)" in notices[1]
+        assert notices == [
+            removal("_c1", 2, 0, stale, no_process(stale)),
+            kept("_c1", 1, 0, holder_pid) + f"pid {holder_pid} is a backend, but pg_stat_activity hides its type and "
+            'start time from role "bob" (GRANT pg_read_all_stats TO "bob", or run the cleanup as a superuser, as slon '
+            'does); while it stays, slon for node 1 cannot start (duplicate key value violates unique constraint '
+            '"sl_nodelock-pkey"): if that slon is stopped and still fails so, remove the row as the slony-nodelock '
+            'README, "A kept lock" says']
 
 
 def test_other_roles_may_check_the_node_but_not_change_it(server):
@@ -337,7 +347,9 @@ def test_uninstall_refuses_rather_than_leave_an_unrestorable_function_behind(ser
 
     result = server.psql_file(UNINSTALL_SQL)
 
-    assert_refused(server, result, "of cluster _c1 was never saved", "update functions")
+    assert_refused(server, result, 'ERROR:  slony-nodelock: Slony\'s own cleanupnodelock() of cluster "c1" (schema "_c1") was '
+                   "never saved, so uninstall cannot put it back; nothing changed, slon keeps running with the kit. Run "
+                   'slonik "update functions" for this node first (the kit saves what it loads), then uninstall again')
     assert fingerprint(server) == before
 
 
@@ -361,8 +373,8 @@ def test_install_sql_runs_twice_in_one_psql_session(server):
     result = server.psql_file(twice)
 
     assert result.returncode == 0, result.stderr
-    assert "patched cluster _c1" in result.stderr
-    assert "cluster _c1 is already patched; nothing changed" in result.stderr
+    assert 'patched cluster "c1" (schema "_c1")' in result.stderr
+    assert 'cluster "c1" (schema "_c1") is already patched; nothing changed' in result.stderr
     assert server.query("select cluster, patched, problems from slony_nodelock.verify()") == [("_c1", True, None)]
 
 
@@ -443,7 +455,7 @@ def test_slons_lock_insert_succeeds_when_the_installer_is_no_longer_a_superuser(
     assert any(n.startswith("WARNING: slony-nodelock: could not record who took lock row (node 1, conncnt 0)")
                for n in notices), notices
     [(problems,)] = server.query("select problems from slony_nodelock.verify()")
-    assert "the kit's functions belong to kit_admin, who is no longer a superuser" in problems
+    assert "the kit's functions belong to role kit_admin, who is no longer a superuser" in problems
 
 
 def test_slon_keeps_working_when_our_records_table_is_dropped(server):
@@ -458,7 +470,7 @@ def test_slon_keeps_working_when_our_records_table_is_dropped(server):
         caller.execute("select _c1.cleanupnodelock()")
 
     assert any(n.startswith("WARNING: slony-nodelock: could not record who took lock row") for n in notices), notices
-    assert any('cluster "_c1" cannot read its lock records' in n for n in notices), notices
+    assert any('cluster "c1" (schema "_c1") cannot read the kit\'s lock records' in n for n in notices), notices
     assert server.query("select count(*) from _c1.sl_nodelock") == [(0,)]  # its holder has gone
     with pytest.raises(Exception, match="lock_identity is missing or damaged"):
         server.query("select slony_nodelock.assert_ok()")

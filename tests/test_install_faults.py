@@ -9,6 +9,7 @@ import time
 
 from slonybed.bed import INSTALL_SQL
 from test_install import fingerprint
+from notices import PATCHED_BED
 
 HOOK_LOCK = 7007
 HOOK = f"SELECT pg_catalog.pg_advisory_xact_lock({HOOK_LOCK});  -- the test's hook\n"
@@ -99,9 +100,9 @@ def test_an_install_killed_at_any_point_leaves_the_database_untouched_and_slon_s
     # Killed after its COMMIT: fully installed, and slon starts with it.
     bed.slons[1].stop()
     result = install_stopped_at(bed, COMMITTED, terminate)
-    assert result.returncode != 0 and "patched cluster _bed" in result.stderr, result.stderr
+    assert result.returncode != 0 and PATCHED_BED in result.stderr, result.stderr
     assert node.query("select patched, problems from slony_nodelock.verify()") == [(True, None)]
     cluster.wait_lock_holder_gone(1)
     cluster.wait_slon_holds_lock(bed.start_slon(1))
     cluster.assert_replicates(1, 2)
-    assert "cluster _bed is already patched; nothing changed" in bed.install_fix(1)
+    assert 'cluster "bed" (schema "_bed") is already patched; nothing changed' in bed.install_fix(1)

@@ -7,6 +7,7 @@ import pytest
 
 from slonybed.bed import INSTALL_SQL, UNINSTALL_SQL
 from test_install import FUNCTION_STATE, add_stock_like_cluster, gone_backend_pid, server  # noqa: F401  (fixture)
+from notices import INSTALL_COMMAND as INSTALL
 
 
 def notices_of(server, statement: str, params: tuple = ()) -> list[str]:
@@ -36,9 +37,11 @@ def test_slon_keeps_running_and_restarts_when_our_schema_is_dropped(fixed_bed):
     seen = notices_of(node, 'select "_bed".cleanupEvent(%s::interval)', ("10 minutes",))
     warnings = [n for n in seen if n.startswith("WARNING") and "slony-nodelock" in n]
     assert len(warnings) == 1, seen
-    assert 'cluster "_bed" cannot read its lock records' in warnings[0]
-    assert "no holder that might be slon is removed" in warnings[0]
-    assert "psql -v ON_ERROR_STOP=1 -d slony_test -f sql/install.sql" in warnings[0]
+    assert warnings[0] == (
+        'WARNING: slony-nodelock: cluster "bed" (schema "_bed") cannot read the kit\'s lock records (relation '
+        '"slony_nodelock.lock_identity" does not exist), so its locks are judged without them: slon still starts, '
+        "but a stale lock whose PID went to a backend named like slon's is kept; repair the kit with: "
+        + INSTALL)
     assert bed.cluster.own_lock_pid(1) == holder
     assert bed.slons[1].alive()
     bed.cluster.assert_replicates(1, 2)
@@ -50,8 +53,9 @@ def test_slon_keeps_running_and_restarts_when_our_schema_is_dropped(fixed_bed):
     # what will; slonik's update functions then does.
     result = node.psql_file(UNINSTALL_SQL)
     assert result.returncode == 0, result.stderr
-    assert ("WARNING:  slony-nodelock: the schema slony_nodelock is gone from database slony_test, but cluster "
-            '_bed still runs its cleanupnodelock()') in result.stderr
+    assert ('WARNING:  slony-nodelock: the schema slony_nodelock is gone from database slony_test, but cluster "bed" '
+            '(schema "_bed") still runs the kit\'s cleanupnodelock() and Slony\'s saved copy went with the schema; '
+            'slon works, but uninstall cannot put Slony\'s back: run slonik "update functions" for this node\n') in result.stderr
     bed.cluster.slonik("update functions (id = 1);")
     assert node.query(FUNCTION_STATE, ("_bed",))[0][1] == "plpgsql"
 
@@ -69,12 +73,12 @@ def test_a_missing_cleanupnodelock_is_reported_and_install_puts_ours_back(fixed_
 
     # Dropped by name and left so: a WARNING, and nothing put back behind the dropper's back.
     seen = notices_of(node, 'drop function "_bed".cleanupnodelock()')
-    assert ("WARNING: slony-nodelock: cleanupnodelock() of cluster _bed in database slony_test was dropped; slon "
-            "cannot start on this node until it is back") in " ".join(seen), seen
+    assert ('WARNING: slony-nodelock: cleanupnodelock() of cluster "bed" (schema "_bed") in database slony_test was '
+            "dropped; slon cannot start on this node until it is back: run " + INSTALL) in seen, seen
 
     assert node.query("select cluster, patched, problems like 'cleanupnodelock() is missing, so slon cannot start%'"
                       " from slony_nodelock.verify()") == [("_bed", False, True)]
-    with pytest.raises(Exception, match="cluster _bed: cleanupnodelock[(][)] is missing"):
+    with pytest.raises(Exception, match=r'cluster "bed" \(schema "_bed"\): cleanupnodelock\(\) is missing'):
         node.query("select slony_nodelock.assert_ok()")
 
     bed.install_fix(1)
@@ -93,16 +97,17 @@ def test_dropping_plpython_puts_slonys_function_back_and_the_checks_name_every_c
     seen = notices_of(node, "drop extension plpython3u cascade")
 
     for cluster in ("_bed", "_second"):
-        assert any(n.startswith("WARNING") and f"cleanupnodelock() of cluster {cluster} in database slony_test "
-                   "was dropped by a CASCADE; Slony's own version is back" in n for n in seen), seen
+        assert (f'WARNING: slony-nodelock: cleanupnodelock() of cluster "{cluster[1:]}" (schema "{cluster}") in '
+                "database slony_test was dropped by a CASCADE; Slony's own version is back so that slon keeps "
+                "working, but the cluster is NOT patched until you run " + INSTALL) in seen, seen
         [state] = node.query(FUNCTION_STATE, (cluster,))
         assert (state[0], state[1]) == (saved[cluster], "plpgsql")
     [(cluster, patched)] = node.query("select cluster, patched from slony_nodelock.verify() where cluster = '_bed'")
     assert not patched
     with pytest.raises(Exception) as raised:
         node.query("select slony_nodelock.assert_ok()")
-    assert "cluster _bed: cleanupnodelock() is not ours" in str(raised.value)
-    assert "cluster _second: cleanupnodelock() is not ours" in str(raised.value)
+    assert 'cluster "bed" (schema "_bed"): cleanupnodelock() is Slony\'s stock one' in str(raised.value)
+    assert 'cluster "second" (schema "_second"): cleanupnodelock() is Slony\'s stock one' in str(raised.value)
 
     # Slony's own function, put back, is what slon runs now.
     assert bed.slons[1].alive()
@@ -128,7 +133,8 @@ def test_a_dropped_helper_function_never_fails_slons_cleanup_and_the_checks_name
         seen = notices_of(server, "select _c1.cleanupnodelock()")  # raises if slon's start-up would fail
 
         assert server.query("select nl_nodeid, nl_backendpid from _c1.sl_nodelock") == [(1, slon.info.backend_pid)]
-        assert any(n.startswith('WARNING: slony-nodelock: cluster "_c1" cannot read its lock records') for n in seen), seen
+        assert any(n.startswith('WARNING: slony-nodelock: cluster "c1" (schema "_c1") cannot read the kit\'s lock '
+                                'records') for n in seen), seen
         with pytest.raises(Exception, match=r"the function slony_nodelock.record_is_current\(\) is missing"):
             server.query("select slony_nodelock.assert_ok()")
         assert server.psql_file(INSTALL_SQL).returncode == 0

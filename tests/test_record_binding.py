@@ -11,6 +11,7 @@ from psycopg import sql
 from conftest import requires_pid_control
 from test_install import add_stock_like_cluster
 from slonybed.slony import DUPLICATE_LOCK
+from notices import kept, removal
 
 RECORD = "select pid, backend_start from slony_nodelock.lock_identity where cluster_schema = '_bed' " \
          "and nl_nodeid = 1 and nl_conncnt = 0"
@@ -47,7 +48,7 @@ def test_a_record_left_while_triggers_were_off_never_removes_the_live_lock_on_it
     node.query('select "_bed".cleanupEvent(%s::interval)', ("10 minutes",))
 
     assert bed.cluster.own_lock_pid(1) == pid, notices
-    assert any(f"kept lock of cluster \"_bed\" node 1 conncnt 0 pid {pid}" in n for n in notices), notices
+    assert any(kept("_bed", 1, 0, pid) in n for n in notices), notices
     second = bed.cluster.start_slon(1)
     assert second.wait_exit(timeout=30) is not None, "a second slon for node 1 kept running"
     assert DUPLICATE_LOCK in second.log
@@ -90,6 +91,6 @@ def test_a_backend_recorded_for_another_clusters_lock_holds_no_unrecorded_one(fi
 
     assert bed.cluster.wait_slon_holds_lock(slon) != stale
     bed.cluster.assert_replicates(1, 2)
-    assert (f'removed stale lock of cluster "_bed" node 1 conncnt 0 pid {stale}: pid {stale} is the client backend '
-            'that took the lock of cluster "_two" node 1 conncnt 0') in slon.log
+    assert (removal("_bed", 1, 0, stale) + f"pid {stale} is the client backend that took the lock row "
+            '(node 1, conncnt 0) of cluster "two" (schema "_two")') in slon.log
     assert node.query('select nl_backendpid from "_two".sl_nodelock') == [(stale,)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from psycopg import sql
 
 from slonybed.slony import DUPLICATE_LOCK
+from notices import removal
 
 CLEANUP = sql.SQL("select {}.cleanupnodelock()").format(sql.Identifier("_bed"))
 CLEANUP_EVENT = sql.SQL("select {}.cleanupEvent(%s::interval)").format(sql.Identifier("_bed"))
@@ -24,8 +25,9 @@ def notices_of(server, statement, params: tuple = ()) -> list[str]:
 
 
 def removal_of(notices: list[str], pid: int, node: int = 1, conncnt: int = 0) -> str:
-    prefix = f'slony-nodelock: removed stale lock of cluster "_bed" node {node} conncnt {conncnt} pid {pid}: '
-    [reason] = [n[len(prefix):] for n in notices if n.startswith(prefix)] or [None]
+    prefix = removal("_bed", node, conncnt, pid)
+    suffix = "; it no longer stands in slon's way, nothing to do"
+    [reason] = [n[len(prefix):].removesuffix(suffix) for n in notices if n.startswith(prefix)] or [None]
     assert reason is not None, notices
     return reason
 
@@ -49,7 +51,7 @@ def test_a_lock_whose_pid_is_now_the_checkpointer_is_removed_and_slon_starts(fix
 
     notices = notices_of(fixed_bed.node(1), CLEANUP)
 
-    assert removal_of(notices, checkpointer) == f"pid {checkpointer} is the checkpointer, not a client backend"
+    assert removal_of(notices, checkpointer) == f"pid {checkpointer} is this server's checkpointer, not a client backend"
     assert fixed_bed.cluster.own_lock_pid(1) is None
     slon_1_starts(fixed_bed, checkpointer)
 
@@ -63,7 +65,7 @@ def test_a_lock_whose_pid_is_now_a_client_backend_of_another_database_is_removed
 
         notices = notices_of(fixed_bed.node(1), CLEANUP)
 
-        assert removal_of(notices, pid) == f"pid {pid} is a client backend of database postgres, not of slony_test"
+        assert removal_of(notices, pid) == f'pid {pid} is a client backend of database "postgres", not of "slony_test"'
         assert fixed_bed.cluster.own_lock_pid(1) is None
         slon_1_starts(fixed_bed, pid)
 
@@ -139,7 +141,7 @@ def test_the_other_nodes_registrations_survive_start_up_and_cleanup_event_while_
 
     notices = notices_of(node, CLEANUP_EVENT, ("10 minutes",))
 
-    assert removal_of(notices, walwriter, node=9) == f"pid {walwriter} is the walwriter, not a client backend"
+    assert removal_of(notices, walwriter, node=9) == f"pid {walwriter} is this server's walwriter, not a client backend"
     rows = bed.cluster.lock_rows(1)
     assert (1, 0, own) in rows and set(registrations) <= set(rows), rows
     assert (9, 0, walwriter) not in rows, rows

@@ -18,6 +18,7 @@ from slonybed import SlonyBed
 from slonybed.pidreuse import SleepHolder
 from slonybed.processes import SessionProcess
 from test_install import STOCK_LIKE, add_stock_like_cluster, server  # noqa: F401  (fixture)
+from notices import removal
 
 STATUS = ("select cluster, node, conncnt, pid, recorded_backend_start, holder_backend_type, holder_datname,"
           " holder_application_name, holder_backend_start, os_process, verdict, reason"
@@ -36,15 +37,15 @@ def test_status_and_the_removal_notice_say_what_the_stale_pid_is_now(fixed_bed):
 
     assert (cluster, pid, recorded, holder_type, verdict) == ("_bed", stale, lock_taken, None, "stale")
     assert os_process.startswith('"sleep infinity" (user postgres, started ')
-    started = datetime.strptime(os_process.split("started ")[1], "%H:%M:%S UTC)").time()
-    assert started >= lock_taken.astimezone(timezone.utc).time().replace(microsecond=0)
-    assert reason == f"pid {stale} is now {os_process}, not a backend of this database"
+    started = datetime.strptime(os_process.split("started ")[1], "%Y-%m-%d %H:%M:%S UTC)").replace(tzinfo=timezone.utc)
+    assert started >= lock_taken.replace(microsecond=0)
+    assert reason == f"pid {stale} is now {os_process}, which is no backend of this server"
     # A dry run: the row is still there.
     assert bed.cluster.own_lock_pid(1) == stale
 
     slon = bed.start_slon(1)
     bed.cluster.wait_slon_holds_lock(slon)
-    assert f'removed stale lock of cluster "_bed" node 1 conncnt 0 pid {stale}: {reason}' in slon.log
+    assert removal("_bed", 1, 0, stale, reason) in slon.log
 
 
 def test_status_is_for_pg_monitor_members_who_see_full_rows(server):  # noqa: F811
@@ -93,7 +94,7 @@ def test_a_role_that_may_not_clean_up_gets_one_line_saying_so(server):  # noqa: 
         with pytest.raises(Exception) as raised:
             alice.execute("select _c1.cleanupnodelock()")
     assert raised.value.diag.message_primary == (
-        'slony-nodelock: role alice may not clean up the locks of cluster "_c1"; '
+        'slony-nodelock: role "alice" may not clean up the locks of cluster "c1" (schema "_c1"); nothing changed: '
         "run cleanupNodelock() as a superuser, as slon does")
 
 

@@ -92,7 +92,8 @@ def test_todays_install_over_release_0_2_0_repatches_a_live_cluster_and_uninstal
         # Both are replaced: 0.2.0's logic must not pass for "already patched", and
         # terminatenodeconnections() was still Slony's. (0.2.0's function is ours, so it is not
         # saved as Slony's: the uninstall below would show that.)
-        assert "patched cluster _bed (cleanupnodelock and terminatenodeconnections replaced" in output, output
+        assert ('patched cluster "bed" (schema "_bed"): replaced cleanupnodelock() and terminatenodeconnections()'
+                in output), output
         assert node.query("select cluster, patched, failover_patched, logic_version, identity_recording, "
                           "stock_saved, problems from slony_nodelock.verify()") == [
             ("_bed", True, True, LOGIC_VERSION, True, True, None)]

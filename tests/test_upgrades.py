@@ -3,6 +3,8 @@ and through our own migrations."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from conftest import load_generator
@@ -10,7 +12,8 @@ from slonybed.postgres import PG_BIN
 from slonybed.processes import run
 from slony_nodelock.liveness import LOGIC_VERSION
 from slonybed import SlonyBed
-from slonybed.bed import INSTALL_SQL
+from slonybed.bed import INSTALL_SQL, REPO
+from slony_nodelock import __version__
 from test_install import FUNCTION_STATE, assert_refused, fingerprint, run_generated
 
 UPDATE_FUNCTIONS = "update functions (id = 1);"
@@ -56,7 +59,7 @@ def test_update_functions_keeps_the_fix_and_slon_survives_pid_reuse(bed):
 
 def test_clusters_created_after_install_are_patched_without_another_install(bed):
     for n in (1, 2):
-        assert "no Slony cluster in database" in bed.install_fix(n)
+        assert "holds no Slony cluster, so none was patched" in bed.install_fix(n)
 
     bed.build_replicating()  # init cluster on node 1, store node 2, paths, set, subscribe
 
@@ -82,6 +85,15 @@ def test_clusters_created_after_install_are_patched_without_another_install(bed)
     assert all(recorded for _, recorded in locks), locks
 
 
+def repatch_failed(error: str) -> str:
+    """The re-patch trigger's WARNING when Slony's UPDATE FUNCTIONS re-created cleanupnodelock() and
+    patching it again failed with error."""
+    return ("slony-nodelock: Slony's CREATE FUNCTION of cleanupnodelock() in database slony_test went through, but "
+            f'cluster "bed" (schema "_bed") is NOT patched any more: re-patching it failed ({error}). slon here now '
+            "runs Slony's stock cleanupnodelock(), which can refuse to start after a reboot; patch again with: "
+            'psql -v ON_ERROR_STOP=1 -d "slony_test" -f /usr/share/slony-nodelock/install.sql')
+
+
 def test_a_failing_repatch_warns_but_never_fails_update_functions(one_node):
     server = one_node.node(1)
     one_node.install_fix(1)
@@ -92,15 +104,16 @@ def test_a_failing_repatch_warns_but_never_fails_update_functions(one_node):
     output = one_node.cluster.slonik(UPDATE_FUNCTIONS)  # raises if slonik fails
 
     # slonik silences the server's messages while it loads Slony's SQL; the WARNING is in the log.
-    assert "WARNING:  slony-nodelock: cluster _bed is NOT patched: re-patching after CREATE FUNCTION failed" \
-        in server.logfile.read_text(), output
+    assert ("WARNING:  " + repatch_failed("function slony_nodelock.patched_source(name, name) does not exist")
+            in server.logfile.read_text()), output
     [(cluster, patched, _, _, _, problems)] = verify(server)
     assert (cluster, patched) == ("_bed", False)
-    assert "is not ours" in problems and "sql/install.sql" in problems
+    assert problems.startswith("cleanupnodelock() is Slony's stock one, which judges a lock by kill(pid, 0) alone; "
+                               'run: psql -v ON_ERROR_STOP=1 -d "slony_test" -f /usr/share/slony-nodelock/install.sql')
     assert server.query("select distinct succeeded from slony_nodelock.repatch_log") == [(False,)]
     # What Slony just loaded is still remembered for uninstall.
     assert server.query("select saved_at from slony_nodelock.stock_function where function_name = 'cleanupnodelock'") > saved_before
-    with pytest.raises(Exception, match="cluster _bed: cleanupnodelock"):
+    with pytest.raises(Exception, match=r'cluster "bed" \(schema "_bed"\): cleanupnodelock\(\) is Slony\'s stock one'):
         server.query("select slony_nodelock.assert_ok()")
 
     server.query("alter function slony_nodelock.damaged(name, name) rename to patched_source")
@@ -173,12 +186,22 @@ def test_the_migration_chain_keeps_data_and_refuses_what_it_does_not_know(one_no
 
     server.query("insert into slony_nodelock.migration (version, name, script_sha256) values (4, '0004_future', 'x')")
     before = fingerprint(server)
-    assert_refused(server, server.psql_file(INSTALL_SQL), "at migration 4, newer than this script knows (3)")
+    assert_refused(server, server.psql_file(INSTALL_SQL),
+                   f"ERROR:  slony-nodelock: database slony_test holds migration 4 (installed release: {__version__}), "
+                   f"newer than this script, release {__version__}, whose newest migration is 3; nothing changed. "
+                   f"Install with the install.sql of release {__version__} or later; to go back to {__version__}, "
+                   "run that release's uninstall.sql first")
     assert fingerprint(server) == before
 
     server.query("delete from slony_nodelock.migration where version = 4;"
                  "update slony_nodelock.migration set script_sha256 = 'edited' where version = 1")
-    assert_refused(server, server.psql_file(INSTALL_SQL), "released migrations must not change")
+    first = hashlib.sha256((REPO / "migrations" / "0001_identity_and_saved_functions.sql").read_bytes()).hexdigest()
+    assert_refused(server, server.psql_file(INSTALL_SQL),
+                   "ERROR:  slony-nodelock: migration 1 (0001_identity_and_saved_functions, of release 0.1.0) was "
+                   f"applied here from another script than this install.sql of release {__version__} carries "
+                   f"(sha256 edited recorded, {first[:12]} here); nothing changed. Released migrations never change, "
+                   f"so one of the two scripts was edited: install with an unmodified slony-nodelock {__version__} "
+                   f"(git checkout v{__version__})")
 
 
 def test_uninstall_after_update_functions_restores_what_slony_loaded_last(one_node):
@@ -210,9 +233,8 @@ def test_a_repatch_that_cannot_get_its_lock_in_time_never_fails_update_functions
         one_node.cluster.slonik(UPDATE_FUNCTIONS, pgoptions="-c lock_timeout=500")  # raises if slonik fails
 
         blocker.execute("rollback")
-    assert "WARNING:  slony-nodelock: cluster _bed is NOT patched: re-patching after CREATE FUNCTION failed " \
-           "(canceling statement due to lock timeout)" in server.logfile.read_text()
-    with pytest.raises(Exception, match="cluster _bed: cleanupnodelock[(][)] is not ours"):
+    assert "WARNING:  " + repatch_failed("canceling statement due to lock timeout") in server.logfile.read_text()
+    with pytest.raises(Exception, match=r'cluster "bed" \(schema "_bed"\): cleanupnodelock\(\) is Slony\'s stock one'):
         server.query("select slony_nodelock.assert_ok()")
 
 
@@ -229,7 +251,7 @@ def test_a_statement_timeout_during_the_repatch_never_fails_update_functions(one
         blocker.execute("rollback")
     assert "re-patching after CREATE FUNCTION failed (canceling statement due to statement timeout)" \
         in server.logfile.read_text()
-    with pytest.raises(Exception, match="cluster _bed: cleanupnodelock[(][)] is not ours"):
+    with pytest.raises(Exception, match=r'cluster "bed" \(schema "_bed"\): cleanupnodelock\(\) is Slony\'s stock one'):
         server.query("select slony_nodelock.assert_ok()")
 
 
@@ -239,7 +261,7 @@ def test_a_patched_cluster_schema_restores_into_a_database_with_the_kit(one_node
     server = one_node.node(1)
     one_node.install_fix(1)
     server.query("create database restored")
-    assert "no Slony cluster in database restored" in server.psql_file_in(INSTALL_SQL, "restored").stderr
+    assert "database restored holds no Slony cluster" in server.psql_file_in(INSTALL_SQL, "restored").stderr
     dump = server.home / "bed.dump"
     run([str(PG_BIN / "pg_dump"), "-Fc", "-n", "_bed", "-f", str(dump), "-d", server.conninfo()], cwd=server.home)
 

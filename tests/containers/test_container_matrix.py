@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from notices import PATCHED_BED, no_process, removal
 from slonybed.containerbed import ContainerCluster, ContainerNode, matrix_rows
 from slonybed.bed import INSTALL_SQL, UNINSTALL_SQL
 from slonybed.slony import DUPLICATE_LOCK
@@ -44,9 +45,10 @@ def stale_pid_was_held(log: str, pid: int) -> bool:
     """From the kit's NOTICE in slon's log: whether the stale row's PID belonged to a live process
     when the kit removed the row, which is when stock Slony keeps it and refuses slon. A process
     the kit could not describe counts as not held."""
-    [reason] = re.findall(rf'removed stale lock of cluster "_bed" node 1 conncnt 0 pid {pid}: (.*)', log) or [None]
+    prefix = re.escape(removal("_bed", 1, 0, pid))
+    [reason] = re.findall(prefix + r"(.*); it no longer stands in slon's way", log) or [None]
     assert reason is not None, f"no NOTICE of the stale row of pid {pid} in slon's log:\n{log[-3000:]}"
-    return not (reason.endswith("(no such process)") or reason == f"pid {pid} is not a backend of this database")
+    return not (reason == no_process(pid) or reason.startswith(f"pid {pid} is no backend of this server (what holds"))
 
 
 def crash_restarts(cluster: ContainerCluster, tally: Tally, bounds: tuple[int, int], enough) -> None:
@@ -98,7 +100,7 @@ def test_stock_slon_fails_after_container_restarts_and_the_kit_makes_it_start_ev
 
         for node in nodes.values():
             result = node.psql_file(INSTALL_SQL)
-            assert result.returncode == 0 and "patched cluster _bed" in result.stderr, result.stdout + result.stderr
+            assert result.returncode == 0 and PATCHED_BED in result.stderr, result.stdout + result.stderr
         crash_restarts(cluster, kit, KIT_CRASHES, lambda t: t.held >= ENOUGH or t.refused > 0)
         assert kit.refused == 0, f"{name}: slon was refused at {kit.refused} of {kit.tried} restarts with the kit"
         assert kit.held >= 1, f"{name}: no stale PID was in use at any of {kit.tried} restarts with the kit"
