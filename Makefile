@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 4
 ARGS ?=
 
-.PHONY: test demo soak bench sql system-packages venv clean fresh-debian-check
+.PHONY: test demo soak bench sql install system-packages venv clean fresh-debian-check
 
 system-packages:
 	@tests/bin/ensure-debian-packages $(DEBIAN_PACKAGES)
@@ -51,6 +51,13 @@ bench: system-packages venv
 # Regenerate sql/install.sql and sql/uninstall.sql from sql/src, migrations/ and plpython/.
 sql:
 	$(PYTHON) sql/generate.py
+
+# Put the scripts where the kit's messages say they are (sql/generate.py's SHARE_DIR); DESTDIR for
+# packaging.
+SHARE_DIR = $(shell $(PYTHON) sql/generate.py --share-dir)
+install:
+	install -d $(DESTDIR)$(SHARE_DIR)
+	install -m 0644 sql/install.sql sql/uninstall.sql $(DESTDIR)$(SHARE_DIR)/
 
 # A plain debootstrapped bookworm runs make system-packages and make venv; minutes, so not in test.
 fresh-debian-check:

@@ -60,7 +60,8 @@ def main() -> int:
         for line in fatal:
             detail(f"  {line}")
 
-        step(6, "Install the fix: psql -v ON_ERROR_STOP=1 -d DB -f sql/install.sql")
+        step(6, "Install the fix: psql -v ON_ERROR_STOP=1 -d DB -f sql/install.sql "
+                "(/usr/share/slony-nodelock/install.sql once put in place by make install)")
         for line in bed.install_fix(1).splitlines():
             if "NOTICE" in line:
                 detail(line.split("NOTICE:", 1)[1].strip())
@@ -69,7 +70,7 @@ def main() -> int:
         slon = bed.start_slon(1)
         holder = cluster.wait_slon_holds_lock(slon)
         for line in slon.log.splitlines():
-            if "slony-nodelock" in line and "node 1 conncnt 0" in line:
+            if "slony-nodelock" in line and "(node 1, conncnt 0," in line:
                 detail(line.split("NOTICE:", 1)[-1].strip())
         detail(f"slon is running; node 1's lock is now (1, 0, {holder}), its own backend")
         note = cluster.assert_replicates(1, 2)

@@ -98,10 +98,10 @@ def test_terminate_says_per_row_what_it_did_and_why():
                 slonik.execute("select _c1.terminatenodeconnections(7)")
 
             assert notices == [
-                f'slony-nodelock: failover: terminated the holder of the lock of cluster "_c1" node 7 conncnt 1 '
-                f"pid {backend}: pid {backend} is the client backend that took the lock",
-                f'slony-nodelock: failover: did not signal the holder of the lock of cluster "_c1" node 7 conncnt 2 '
-                f'pid {sleep.pid}: pid {sleep.pid} is now "sleep infinity" (user postgres, started '
+                f'slony-nodelock: failover: terminated the holder of the lock row (node 7, conncnt 1, pid {backend}) '
+                f'of cluster "c1" (schema "_c1"): pid {backend} is the client backend that took the lock',
+                f'slony-nodelock: failover: did not signal the holder of the lock row (node 7, conncnt 2, '
+                f'pid {sleep.pid}) of cluster "c1" (schema "_c1"): pid {sleep.pid} is now "sleep infinity" (user postgres, started '
                 + notices[1].split("(user postgres, started ")[1]]
             assert not still_connected(server, backend)
             os.kill(sleep.pid, 0)
@@ -163,5 +163,7 @@ def test_an_opt_out_setting_is_read_forgivingly_and_a_meaningless_one_is_named()
                     slonik.execute("select pg_catalog.set_config('slony_nodelock.failover_terminate', %s, false)", (value,))
                     slonik.execute("select _c1.terminatenodeconnections(7)")
                 assert still_connected(server, backend) is not warned, value
-                assert any(s.startswith("WARNING: slony-nodelock: slony_nodelock.failover_terminate is 'off'")
-                           for s in seen) is warned, seen
+                assert ("WARNING: slony-nodelock: slony_nodelock.failover_terminate is 'off', which means nothing; "
+                        "only 'stock' changes what a failover does, so the kit's own termination runs for cluster "
+                        '"c1" (schema "_c1"); set it to \'stock\', or RESET it where it was set (ALTER DATABASE or '
+                        "ALTER ROLE)" in seen) is warned, seen

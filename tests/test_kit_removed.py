@@ -47,7 +47,7 @@ def test_slon_keeps_running_and_restarts_when_our_schema_is_dropped(fixed_bed):
     bed.cluster.assert_replicates(1, 2)
 
     restart_slon_1(bed)
-    assert "cannot read its lock records" in bed.slons[1].log
+    assert "cannot read the kit's lock records" in bed.slons[1].log
 
     # uninstall.sql cannot put Slony's function back (its copy went with the schema) and says
     # what will; slonik's update functions then does.

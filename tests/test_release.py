@@ -130,3 +130,15 @@ def test_release_tags_hold_their_version():
         shown = git("show", f"{tag}:plpython/slony_nodelock/__init__.py")
         assert shown.returncode == 0, shown.stderr
         assert version_in(shown.stdout) == tag[1:], tag
+
+
+def test_make_install_puts_the_scripts_where_the_messages_say_they_are(tmp_path):
+    """Every repair command the kit prints names /usr/share/slony-nodelock/install.sql: make
+    install must put the very scripts there."""
+    subprocess.run(["make", "-s", "install", f"DESTDIR={tmp_path}"], cwd=REPO, check=True, timeout=60,
+                   capture_output=True)
+
+    share = tmp_path / "usr" / "share" / "slony-nodelock"
+    for name in ("install.sql", "uninstall.sql"):
+        assert (share / name).read_bytes() == (REPO / "sql" / name).read_bytes()
+    assert "-f /usr/share/slony-nodelock/install.sql" in (REPO / "sql" / "install.sql").read_text()

@@ -132,7 +132,8 @@ def test_the_other_nodes_registrations_survive_start_up_and_cleanup_event_while_
     own = bed.cluster.wait_slon_holds_lock(slon)
     assert set(registrations) <= set(bed.cluster.lock_rows(1))
     assert (2, stale_conncnt, checkpointer) not in bed.cluster.lock_rows(1)
-    slon.wait_log(f"conncnt {stale_conncnt} pid {checkpointer}: pid {checkpointer} is the checkpointer")
+    slon.wait_log(f"conncnt {stale_conncnt}, pid {checkpointer}) of cluster \"bed\" (schema \"_bed\"): "
+                  f"pid {checkpointer} is this server's checkpointer")
 
     # Slony's own cleanupEvent(), as slon's cleanup thread runs it, with another stale row: one of
     # a node that is gone.
