@@ -2,7 +2,7 @@
 """Builds sql/install.sql and sql/uninstall.sql from their sources; `--check` fails if the
 committed files differ from what the sources give now.
 
-Sources: sql/src/*.sql (in INSTALL_PARTS order), sql/src/functions/*.sql (one function each),
+Sources: sql/src/*.sql (preamble, guard, locks, bootstrap; event_triggers and patch last), sql/src/functions/*.sql (one function each),
 migrations/NNNN_*.sql (each wrapped so that it runs once), and the Python under plpython/, which
 is pasted where a `#@embed PATH` line stands.
 """
@@ -129,7 +129,7 @@ def function_sources() -> list[Path]:
 
 
 def build_install() -> str:
-    parts = [(SRC / "preamble.sql").read_text(), (SRC / "guard.sql").read_text(),
+    parts = [(SRC / "preamble.sql").read_text(), (SRC / "guard.sql").read_text(), (SRC / "locks.sql").read_text(),
              (SRC / "bootstrap.sql").read_text(), migration_calls()]
     parts += [p.read_text() for p in function_sources()]
     parts += [(SRC / "event_triggers.sql").read_text(), (SRC / "patch.sql").read_text()]
@@ -139,7 +139,7 @@ def build_install() -> str:
 def build_migrations_only(upto: int) -> str:
     """The schema as migrations 1..upto leave it, with no functions: what an older release's
     install left behind, for testing the migration chain."""
-    parts = [(SRC / "preamble.sql").read_text(), (SRC / "guard.sql").read_text(),
+    parts = [(SRC / "preamble.sql").read_text(), (SRC / "guard.sql").read_text(), (SRC / "locks.sql").read_text(),
              (SRC / "bootstrap.sql").read_text(), migration_calls(upto), "COMMIT;\n"]
     return header(f"migrations 1..{upto} only (tests)") + "\n".join(substitute(p, upto) for p in parts)
 

@@ -1,3 +1,3 @@
 """slony-nodelock: a stale-lock-proof cleanupNodelock() for Slony-I."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
