@@ -21,7 +21,8 @@ MIGRATIONS = ROOT / "migrations"
 
 MIN_SERVER_VERSION_NUM = 100000
 # Where `make install` puts the scripts, so that messages can name them by an absolute path.
-SHARE_DIR = "/usr/share/slony-nodelock"
+SHARE_DIR = re.search(r'^SHARE_DIR = "([^"]+)"$', (ROOT / "plpython" / "slony_nodelock" / "plpy_glue.py").read_text(),
+                      re.M).group(1)
 CHANGELOG = ROOT / "CHANGELOG.md"
 RELEASE_HEADING = re.compile(r"^## (\d+\.\d+\.\d+)\b", re.M)
 MIGRATIONS_LINE = re.compile(r"^Migrations: (.*)$", re.M)
@@ -108,6 +109,7 @@ def substitute(text: str, latest: int | None = None) -> str:
         .replace("@MIN_SERVER_MAJOR@", str(MIN_SERVER_VERSION_NUM // 10000))
         .replace("@LATEST_MIGRATION@", str(latest or len(migrations())))
         .replace("@PY@", PY_TAG)
+        .replace("@SHARE_DIR@", SHARE_DIR)
         .replace("@INSTALL_SCRIPT@", f"{SHARE_DIR}/install.sql")
         .replace("@UNINSTALL_SCRIPT@", f"{SHARE_DIR}/uninstall.sql")
     )

@@ -581,13 +581,17 @@ def judge(rows, records, backends, caller_pid, database, cluster=None, os_proces
 # plpy is passed in rather than used as a global so that this file can also be imported with a
 # stand-in.
 
-# Where the README tells operators to put the scripts (make install); substituted by sql/generate.py.
-INSTALL_SCRIPT = "/usr/share/slony-nodelock/install.sql"
+# Where make install puts the scripts, so that every message can name them by an absolute path.
+# sql/generate.py (and through it the Makefile and the SQL) reads it from here.
+SHARE_DIR = "/usr/share/slony-nodelock"
+INSTALL_SCRIPT = SHARE_DIR + "/install.sql"
 
 
 def install_command(database):
-    """The psql command that installs (or repairs) the kit in database."""
-    return "psql -v ON_ERROR_STOP=1 -d %s -f %s" % (quoted(database), INSTALL_SCRIPT)
+    """The psql command that installs (or repairs) the kit in database, quoted for the shell it is
+    pasted into (slony_nodelock.install_command() quotes the same way in SQL)."""
+    import shlex
+    return "psql -v ON_ERROR_STOP=1 -d %s -f %s" % (shlex.quote(database), INSTALL_SCRIPT)
 
 # backend_start as integer microseconds since the epoch, cheap for Python to compare. date_part()
 # gives float8 seconds, whose resolution at today's epoch (~0.25 us) keeps every microsecond
@@ -1174,17 +1178,23 @@ COMMENT ON FUNCTION slony_nodelock.forget_truncated_locks() IS 'slony-nodelock: 
 -- A trigger function that writes our table with our rights: nobody else may attach it.
 REVOKE EXECUTE ON FUNCTION slony_nodelock.forget_truncated_locks() FROM PUBLIC;
 
--- The psql command that installs, or repairs, the kit in this database: what messages tell the
--- operator to run. The path is where the README has the scripts put (make install).
-CREATE OR REPLACE FUNCTION slony_nodelock.install_command()
+-- The psql command that runs one of the kit's scripts (install.sql by default: it installs, or
+-- repairs) in this database: what messages tell the operator to run. The path is where make
+-- install puts the scripts. The database name is quoted for a POSIX shell as Python's
+-- shlex.quote() does (plpy_glue.install_command() uses that), since the command is meant to be
+-- pasted into one: bare when it holds only safe characters, else in single quotes.
+CREATE OR REPLACE FUNCTION slony_nodelock.install_command(p_script text DEFAULT 'install.sql')
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT pg_catalog.format('psql -v ON_ERROR_STOP=1 -d "%s" -f /usr/share/slony-nodelock/install.sql',
-                             pg_catalog.replace(pg_catalog.current_database(), '"', '""'))
+    SELECT pg_catalog.format('psql -v ON_ERROR_STOP=1 -d %s -f /usr/share/slony-nodelock/%s',
+               CASE WHEN d.name ~ '^[A-Za-z0-9_@%+=:,./-]+$' THEN d.name
+                    ELSE '''' || pg_catalog.replace(d.name, '''', '''"''"''') || '''' END,
+               p_script)
+      FROM (SELECT pg_catalog.current_database()::text AS name) d
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.install_command() IS 'slony-nodelock: the psql command that installs or repairs the kit here';
+COMMENT ON FUNCTION slony_nodelock.install_command(text) IS 'slony-nodelock: the psql command that runs one of the kit''s scripts here';
 
 -- The PIDs named by the lock rows of every other cluster in the database. A backend takes one
 -- lock, so a PID named in two clusters is a holder of one of them at most, and install must not
@@ -1673,8 +1683,8 @@ DECLARE
     v_trigger_owner record;
     -- What repairs most problems: install.sql recreates every function, trigger and patch.
     v_install constant text := 'run: ' || slony_nodelock.install_command();
-    v_reinstall constant text := pg_catalog.format('reinstall: psql -v ON_ERROR_STOP=1 -d "%s" -f /usr/share/slony-nodelock/uninstall.sql, then %s',
-                                                   pg_catalog.replace(pg_catalog.current_database(), '"', '""'), slony_nodelock.install_command());
+    v_reinstall constant text := pg_catalog.format('reinstall: %s, then %s',
+                                                   slony_nodelock.install_command('uninstall.sql'), slony_nodelock.install_command());
     v_update_functions constant text := 'run slonik "update functions" for this node (the kit patches and saves what it loads)';
 BEGIN
     -- What every cluster relies on: our records table, and trigger functions that can read it.

@@ -29,4 +29,4 @@ def no_process(pid: int) -> str:
 
 
 # The repair command messages give in the bed's database.
-INSTALL_COMMAND = 'psql -v ON_ERROR_STOP=1 -d "slony_test" -f /usr/share/slony-nodelock/install.sql'
+INSTALL_COMMAND = 'psql -v ON_ERROR_STOP=1 -d slony_test -f /usr/share/slony-nodelock/install.sql'

@@ -11,6 +11,7 @@ tests/test_assert_ok.py). The rest are here.
 from __future__ import annotations
 
 import pytest
+from psycopg import sql
 
 from slony_nodelock import liveness
 from slonybed.bed import INSTALL_SQL
@@ -163,11 +164,11 @@ def test_the_drop_trigger_speaks_when_a_clusters_function_goes(server):  # noqa:
     assert said == [
         'slony-nodelock: cleanupnodelock() of cluster "c1" (schema "_c1") in database slony_test was dropped; slon '
         "cannot start on this node until it is back: run "
-        'psql -v ON_ERROR_STOP=1 -d "slony_test" -f /usr/share/slony-nodelock/install.sql']
+        'psql -v ON_ERROR_STOP=1 -d slony_test -f /usr/share/slony-nodelock/install.sql']
 
 
 UPDATE_FUNCTIONS = 'run slonik "update functions" for this node (the kit patches and saves what it loads)'
-INSTALL = 'run: psql -v ON_ERROR_STOP=1 -d "slony_test" -f /usr/share/slony-nodelock/install.sql'
+INSTALL = 'run: psql -v ON_ERROR_STOP=1 -d slony_test -f /usr/share/slony-nodelock/install.sql'
 
 
 def problems(server) -> str:
@@ -191,8 +192,8 @@ def test_verify_gives_the_fix_that_works_for_each_problem(server):  # noqa: F811
     server.query("alter role kit nosuperuser")
     assert problems(server) == (
         "the kit's functions belong to role kit, who is no longer a superuser, so no lock taker can be recorded; "
-        "ALTER ROLE kit SUPERUSER, or reinstall: psql -v ON_ERROR_STOP=1 -d \"slony_test\" -f "
-        "/usr/share/slony-nodelock/uninstall.sql, then psql -v ON_ERROR_STOP=1 -d \"slony_test\" -f "
+        "ALTER ROLE kit SUPERUSER, or reinstall: psql -v ON_ERROR_STOP=1 -d slony_test -f "
+        "/usr/share/slony-nodelock/uninstall.sql, then psql -v ON_ERROR_STOP=1 -d slony_test -f "
         "/usr/share/slony-nodelock/install.sql as a superuser | "
         "Slony's own terminatenodeconnections() is not saved, so uninstall cannot put it back; " + UPDATE_FUNCTIONS)
     server.query("alter role kit superuser")
@@ -209,3 +210,24 @@ def test_verify_gives_the_fix_that_works_for_each_problem(server):  # noqa: F811
     server.query("drop trigger slony_nodelock_identity on _c1.sl_nodelock")
     assert ("the identity triggers on sl_nodelock are missing or not enabled ALWAYS, so new lock takers are not "
             "recorded; " + INSTALL) in problems(server).split(" | ")
+
+
+@pytest.mark.slony
+def test_repair_commands_quote_the_database_for_the_shell_they_are_pasted_into(server):  # noqa: F811
+    """A database name is anyone's choice of characters: pasted into a shell, the command must run
+    psql on that database and nothing else. SQL and Python quote as shlex.quote() does."""
+    import shlex
+    from slony_nodelock import plpy_glue
+
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    for name in ("app", "it's; rm -rf ~", 'a "b" $(c) `d`'):
+        server.query(sql.SQL("create database {}").format(sql.Identifier(name)))
+        try:
+            assert server.psql_file_in(INSTALL_SQL, name).returncode == 0
+            with server.connect(dbname=name) as db:
+                [(command,)] = db.execute("select slony_nodelock.install_command()").fetchall()
+            assert command == plpy_glue.install_command(name)
+            assert shlex.split(command) == ["psql", "-v", "ON_ERROR_STOP=1", "-d", name, "-f",
+                                            "/usr/share/slony-nodelock/install.sql"]
+        finally:
+            server.query(sql.SQL("drop database {}").format(sql.Identifier(name)))

@@ -91,7 +91,7 @@ def repatch_failed(error: str) -> str:
     return ("slony-nodelock: Slony's CREATE FUNCTION of cleanupnodelock() in database slony_test went through, but "
             f'cluster "bed" (schema "_bed") is NOT patched any more: re-patching it failed ({error}). slon here now '
             "runs Slony's stock cleanupnodelock(), which can refuse to start after a reboot; patch again with: "
-            'psql -v ON_ERROR_STOP=1 -d "slony_test" -f /usr/share/slony-nodelock/install.sql')
+            'psql -v ON_ERROR_STOP=1 -d slony_test -f /usr/share/slony-nodelock/install.sql')
 
 
 def test_a_failing_repatch_warns_but_never_fails_update_functions(one_node):
@@ -109,7 +109,7 @@ def test_a_failing_repatch_warns_but_never_fails_update_functions(one_node):
     [(cluster, patched, _, _, _, problems)] = verify(server)
     assert (cluster, patched) == ("_bed", False)
     assert problems.startswith("cleanupnodelock() is Slony's stock one, which judges a lock by kill(pid, 0) alone; "
-                               'run: psql -v ON_ERROR_STOP=1 -d "slony_test" -f /usr/share/slony-nodelock/install.sql')
+                               'run: psql -v ON_ERROR_STOP=1 -d slony_test -f /usr/share/slony-nodelock/install.sql')
     assert server.query("select distinct succeeded from slony_nodelock.repatch_log") == [(False,)]
     # What Slony just loaded is still remembered for uninstall.
     assert server.query("select saved_at from slony_nodelock.stock_function where function_name = 'cleanupnodelock'") > saved_before

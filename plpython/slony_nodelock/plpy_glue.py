@@ -12,13 +12,17 @@ from slony_nodelock.liveness import (  # embed: drop
     describe_process, describe_row, judge, printable, process_start, quoted, real_uid,  # embed: drop
     record_matches)  # embed: drop
 
-# Where the README tells operators to put the scripts (make install); substituted by sql/generate.py.
-INSTALL_SCRIPT = "@INSTALL_SCRIPT@"
+# Where make install puts the scripts, so that every message can name them by an absolute path.
+# sql/generate.py (and through it the Makefile and the SQL) reads it from here.
+SHARE_DIR = "/usr/share/slony-nodelock"
+INSTALL_SCRIPT = SHARE_DIR + "/install.sql"
 
 
 def install_command(database):
-    """The psql command that installs (or repairs) the kit in database."""
-    return "psql -v ON_ERROR_STOP=1 -d %s -f %s" % (quoted(database), INSTALL_SCRIPT)
+    """The psql command that installs (or repairs) the kit in database, quoted for the shell it is
+    pasted into (slony_nodelock.install_command() quotes the same way in SQL)."""
+    import shlex
+    return "psql -v ON_ERROR_STOP=1 -d %s -f %s" % (shlex.quote(database), INSTALL_SCRIPT)
 
 # backend_start as integer microseconds since the epoch, cheap for Python to compare. date_part()
 # gives float8 seconds, whose resolution at today's epoch (~0.25 us) keeps every microsecond

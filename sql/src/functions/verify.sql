@@ -29,8 +29,8 @@ DECLARE
     v_trigger_owner record;
     -- What repairs most problems: install.sql recreates every function, trigger and patch.
     v_install constant text := 'run: ' || slony_nodelock.install_command();
-    v_reinstall constant text := pg_catalog.format('reinstall: psql -v ON_ERROR_STOP=1 -d "%s" -f @UNINSTALL_SCRIPT@, then %s',
-                                                   pg_catalog.replace(pg_catalog.current_database(), '"', '""'), slony_nodelock.install_command());
+    v_reinstall constant text := pg_catalog.format('reinstall: %s, then %s',
+                                                   slony_nodelock.install_command('uninstall.sql'), slony_nodelock.install_command());
     v_update_functions constant text := 'run slonik "update functions" for this node (the kit patches and saves what it loads)';
 BEGIN
     -- What every cluster relies on: our records table, and trigger functions that can read it.
