@@ -131,7 +131,7 @@ def function_sources() -> list[Path]:
 
 
 def build_install() -> str:
-    parts = [(SRC / "preamble.sql").read_text(), (SRC / "guard.sql").read_text(), (SRC / "locks.sql").read_text(),
+    parts = [(SRC / "preamble.sql").read_text(), (SRC / "guard.sql").read_text(), locks("install"),
              (SRC / "bootstrap.sql").read_text(), migration_calls()]
     parts += [p.read_text() for p in function_sources()]
     parts += [(SRC / "event_triggers.sql").read_text(), (SRC / "patch.sql").read_text()]
@@ -141,13 +141,21 @@ def build_install() -> str:
 def build_migrations_only(upto: int) -> str:
     """The schema as migrations 1..upto leave it, with no functions: what an older release's
     install left behind, for testing the migration chain."""
-    parts = [(SRC / "preamble.sql").read_text(), (SRC / "guard.sql").read_text(), (SRC / "locks.sql").read_text(),
+    parts = [(SRC / "preamble.sql").read_text(), (SRC / "guard.sql").read_text(), locks("install"),
              (SRC / "bootstrap.sql").read_text(), migration_calls(upto), "COMMIT;\n"]
     return header(f"migrations 1..{upto} only (tests)") + "\n".join(substitute(p, upto) for p in parts)
 
 
+def locks(script: str) -> str:
+    """sql/src/locks.sql, the lock block that opens install.sql and uninstall.sql."""
+    return (SRC / "locks.sql").read_text().replace("@LOCKS_FOR_UNINSTALL@", str(script == "uninstall").lower())
+
+
 def build_uninstall() -> str:
-    return header("uninstall") + substitute((SRC / "uninstall.sql").read_text())
+    text = (SRC / "uninstall.sql").read_text()
+    if text.count("-- @LOCKS@\n") != 1:
+        raise SystemExit("generate: sql/src/uninstall.sql needs one '-- @LOCKS@' line")
+    return header("uninstall") + substitute(text.replace("-- @LOCKS@\n", locks("uninstall")))
 
 
 def build() -> dict[str, str]:

@@ -17,16 +17,36 @@
 BEGIN;
 SET LOCAL lock_timeout = :'lock_timeout';
 SET LOCAL search_path = pg_catalog, pg_temp;
--- One install or uninstall at a time in a database (see install.sql). Then, before anything
--- changes, ACCESS EXCLUSIVE (what DROP TRIGGER takes) on each sl_nodelock that carries our
--- triggers, in schema order as install takes its locks; a lock that is not free within
--- lock_timeout fails the script in one line naming who holds it. The kit's own tables are not
--- locked here: slon's cleanup reads them while it holds ROW SHARE on sl_nodelock, so taking them
--- first would deadlock against it.
-DO $one_at_a_time$
+-- Every lock the script needs, taken before anything changes, each waited for at most
+-- lock_timeout: a lock that is not free in time fails the script in one line naming who holds it
+-- (the same block opens install.sql and uninstall.sql; true tells them apart).
+--
+-- First, one install or uninstall at a time in a database: a second waits here, then finds the
+-- kit installed; without it, two first installs collide on CREATE EXTENSION and CREATE SCHEMA.
+--
+-- Then Slony's tables, in schema order so that two runs take them in the same order: each
+-- cluster's sl_nodelock (a schema owned by a superuser holding sl_node and sl_nodelock, as
+-- cluster_candidates() rules; from pg_catalog, since our functions may not exist yet; a look-alike
+-- is not locked, or its owner, who need not be a superuser, could hold the install up) and any
+-- other table carrying our triggers. An install that only replaces functions needs SHARE ROW
+-- EXCLUSIVE (what CREATE TRIGGER and ENABLE ALWAYS TRIGGER take): slon's inserts and deletes of
+-- lock rows wait for it, its reads do not, and slon takes no lock on the kit's tables without
+-- first holding one on sl_nodelock that this does not block, so nothing of the kit's is locked.
+--
+-- A pending migration alters the kit's tables, and uninstall drops them: ACCESS EXCLUSIVE on
+-- them. slon reaches them only through sl_nodelock (its cleanup reads them after locking its rows,
+-- the identity trigger writes them on its insert), so then every sl_nodelock is first locked
+-- ACCESS EXCLUSIVE too, which waits for every slon transaction on it to end and lets no new one
+-- start: taken the other way round, or with a weaker lock on sl_nodelock, a slon cleanup holding
+-- a read lock on a kit table and then deleting a lock row would deadlock against the script.
+-- After the guard, which has refused (in one line, waiting for nothing) whoever may not take them.
+DO $locks$
 DECLARE
+    v_uninstall constant boolean := true;
     v_key constant int8 := pg_catalog.hashtext('slony_nodelock install');
     v_db constant oid := (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database());
+    v_exclusive boolean;
+    v_mode text;
     v_holders text[];
     v_table record;
 BEGIN
@@ -43,41 +63,63 @@ BEGIN
                  ELSE 'pids ' || pg_catalog.array_to_string(v_holders, ', ') END,
             pg_catalog.current_setting('lock_timeout');
     END;
-    -- Refused below in one line; LOCK TABLE would fail first, less clearly.
+    -- Nothing to uninstall: nothing to lock (uninstall.sql says so).
+    IF v_uninstall AND pg_catalog.to_regnamespace('slony_nodelock') IS NULL THEN
+        RETURN;
+    END IF;
+    -- uninstall.sql refuses these in one line after this block; LOCK TABLE would fail first, less clearly.
     IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
        OR pg_catalog.pg_is_in_recovery() OR pg_catalog.current_setting('transaction_read_only')::boolean THEN
         RETURN;
     END IF;
-    FOR v_table IN SELECT DISTINCT c.oid, n.nspname, pg_catalog.format('%I.%I', n.nspname, c.relname) AS name
-                     FROM pg_catalog.pg_trigger t
-                     JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+    v_exclusive := v_uninstall;
+    IF NOT v_exclusive AND pg_catalog.to_regclass('slony_nodelock.migration') IS NOT NULL THEN
+        -- Dynamic: on a fresh database the table does not exist, and the query cannot be planned.
+        EXECUTE 'SELECT COALESCE(pg_catalog.max(m.version), 0) < $1 FROM slony_nodelock.migration m'
+           INTO v_exclusive USING 3;
+    END IF;
+    v_mode := CASE WHEN v_exclusive THEN 'ACCESS EXCLUSIVE' ELSE 'SHARE ROW EXCLUSIVE' END;
+    FOR v_table IN SELECT c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname) AS name
+                     FROM pg_catalog.pg_class c
                      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                    WHERE t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate')
-                    ORDER BY n.nspname LOOP
+                     JOIN pg_catalog.pg_roles o ON o.oid = n.nspowner
+                    WHERE c.relkind = 'r'
+                      AND ((c.relname = 'sl_nodelock'
+                            AND ((o.rolsuper AND EXISTS (SELECT FROM pg_catalog.pg_class s WHERE s.relnamespace = n.oid
+                                                            AND s.relname = 'sl_node' AND s.relkind = 'r'))
+                                 OR EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid
+                                               AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate'))))
+                           OR (v_exclusive AND n.nspname = 'slony_nodelock'))
+                    ORDER BY n.nspname = 'slony_nodelock', n.nspname, c.relname LOOP
         BEGIN
-            EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_table.name);
+            EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE', v_table.name, v_mode);
         EXCEPTION WHEN lock_not_available THEN
-            -- ACCESS EXCLUSIVE waits for every holder, readers too.
+            -- Who holds a mode that ours waits for (SHARE ROW EXCLUSIVE does not wait for readers),
+            -- or waits for one too.
             SELECT pg_catalog.array_agg(h.who ORDER BY h.who) INTO v_holders
               FROM (SELECT DISTINCT
-                           CASE WHEN l.pid IS NULL THEN pg_catalog.format('prepared transaction %L', p.gid)
-                                ELSE pg_catalog.format('pid %s (%s, in transaction since %s)', l.pid,
+                           CASE WHEN l.pid IS NULL
+                                THEN pg_catalog.format('prepared transaction %L (end it with COMMIT PREPARED or ROLLBACK PREPARED)', p.gid)
+                                ELSE pg_catalog.format('pid %s (%s, %s)', l.pid,
                                          CASE WHEN a.application_name <> '' THEN a.application_name
                                               ELSE COALESCE(a.backend_type, 'a process') || ' with no application_name' END,
-                                         COALESCE(pg_catalog.date_trunc('second', a.xact_start)::text, 'an unknown time')) END AS who
+                                         CASE WHEN NOT l.granted THEN 'waiting for it too'
+                                              ELSE 'in transaction since '
+                                                   || COALESCE(pg_catalog.date_trunc('second', a.xact_start)::text, 'an unknown time') END) END AS who
                       FROM pg_catalog.pg_locks l
                       LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
                       LEFT JOIN pg_catalog.pg_prepared_xacts p
                              ON l.pid IS NULL AND p.transaction::text = pg_catalog.split_part(l.virtualtransaction, '/', 2)
-                     WHERE l.locktype = 'relation' AND l.database = v_db AND l.relation = v_table.oid AND l.granted
-                       AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()) h;
+                     WHERE l.locktype = 'relation' AND l.database = v_db AND l.relation = v_table.oid
+                       AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()
+                       AND (v_exclusive OR l.mode NOT IN ('AccessShareLock', 'RowShareLock'))) h;
             RAISE EXCEPTION 'slony-nodelock: waited % for a lock on %, %; nothing changed; run the script again when it is free, or give it longer: psql -v lock_timeout=60s ...',
                 pg_catalog.current_setting('lock_timeout'), v_table.name,
                 COALESCE('held by ' || pg_catalog.array_to_string(v_holders, ', '), 'which no session holds any more');
         END;
     END LOOP;
 END
-$one_at_a_time$;
+$locks$;
 DO $uninstall$
 DECLARE
     v_ours record;

@@ -452,8 +452,10 @@ def test_slons_lock_insert_succeeds_when_the_installer_is_no_longer_a_superuser(
     notices: list[str] = []
     _insert_own_lock(server, notices)  # raises if the identity trigger fails slon's insert
 
-    assert any(n.startswith("WARNING: slony-nodelock: could not record who took lock row (node 1, conncnt 0)")
-               for n in notices), notices
+    assert any(n.startswith('WARNING: slony-nodelock: could not record who took lock row (node 1, conncnt 0) of '
+                            'cluster "c1" (schema "_c1") (')
+               and n.endswith("); slon's write went through, and the row will be judged as unrecorded; the cause "
+                              "and its fix: select * from slony_nodelock.verify()") for n in notices), notices
     [(problems,)] = server.query("select problems from slony_nodelock.verify()")
     assert "the kit's functions belong to role kit_admin, who is no longer a superuser" in problems
 

@@ -190,3 +190,63 @@ def test_what_the_guard_refuses_is_refused_at_once_not_after_a_lock_wait(server)
         assert "this session is read-only" in the_one_error(result)
         assert seconds < WITHIN
         assert fingerprint(server) == before
+
+
+def test_an_upgrade_with_a_migration_never_deadlocks_with_a_slon_cleanup_in_progress(
+        release_0_2_0_install_sql, server):  # noqa: F811
+    """Migration 0003 alters the kit's table lock_identity. A slon cleanup reads it after locking
+    its sl_nodelock rows, and then deletes or inserts a lock row: had the upgrade
+    taken sl_nodelock in SHARE ROW EXCLUSIVE and then waited for lock_identity, slon's write
+    and the upgrade would wait for each other, and one of them would die of a deadlock."""
+    add_stock_like_cluster(server, "_c")
+    old_install = server.home / "install-0.2.0.sql"
+    old_install.write_text(release_0_2_0_install_sql)
+    assert server.psql_file(old_install).returncode == 0
+    with server.connect(application_name="slon.local_listen") as slon:
+        slon.execute("set statement_timeout = '20s'")
+        slon.execute("begin")
+        # What any cleanup holds half-way: its rows locked FOR UPDATE (ROW SHARE on sl_nodelock),
+        # then the records read (ACCESS SHARE on lock_identity), before any delete.
+        slon.execute('select from "_c".sl_nodelock for update')
+        slon.execute("select from slony_nodelock.lock_identity")
+        argv = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-v", "lock_timeout=20s", "-d", server.conninfo(),
+                "-f", str(INSTALL_SQL)]
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/") as upgrade:
+            try:
+                deadline = time.monotonic() + WITHIN
+                while not server.query("select 1 from pg_catalog.pg_locks l join pg_catalog.pg_stat_activity a"
+                                       " on a.pid = l.pid where not l.granted and a.application_name = 'psql'"):
+                    assert upgrade.poll() is None, upgrade.communicate()
+                    assert time.monotonic() < deadline, "the upgrade never waited for the cleanup"
+                    time.sleep(0.02)
+
+                # slon's start-up, as cleanupNodelock() is followed by taking its own lock.
+                slon.execute("insert into \"_c\".sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())")
+                slon.execute("commit")
+                _, errors = upgrade.communicate(timeout=PSQL_DEADLINE)
+            finally:
+                if upgrade.poll() is None:
+                    upgrade.kill()
+        assert upgrade.returncode == 0, errors
+        assert "deadlock" not in errors
+        assert server.query("select nl_backendpid from \"_c\".sl_nodelock") == [(slon.info.backend_pid,)]
+    assert server.query("select slony_nodelock.version()")[0][0] != "0.2.0"
+    assert server.query("select cluster, patched, problems from slony_nodelock.verify()") == [("_c", True, None)]
+    assert "deadlock detected" not in server.logfile.read_text()
+
+
+def test_uninstall_gives_up_on_a_reader_of_the_kits_tables_in_one_line(server):
+    """uninstall drops the kit's tables: an idle transaction that has read one (a monitoring
+    session that called status(), say) is named, and nothing changes."""
+    add_stock_like_cluster(server, "_c")
+    result, _ = run_script(server, INSTALL_SQL)
+    assert result.returncode == 0, result.stderr
+    before = fingerprint(server)
+    with holding(server, "select from slony_nodelock.lock_identity", "monitoring") as reader:
+
+        result, seconds = run_script(server, UNINSTALL_SQL)
+
+        assert the_one_error(result) == (f"slony-nodelock: waited 1s for a lock on slony_nodelock.lock_identity, "
+                                         f"held by {reader.described()}; {AGAIN}")
+        assert seconds < WITHIN
+        assert fingerprint(server) == before

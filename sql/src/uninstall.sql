@@ -13,67 +13,7 @@
 BEGIN;
 SET LOCAL lock_timeout = :'lock_timeout';
 SET LOCAL search_path = pg_catalog, pg_temp;
--- One install or uninstall at a time in a database (see install.sql). Then, before anything
--- changes, ACCESS EXCLUSIVE (what DROP TRIGGER takes) on each sl_nodelock that carries our
--- triggers, in schema order as install takes its locks; a lock that is not free within
--- lock_timeout fails the script in one line naming who holds it. The kit's own tables are not
--- locked here: slon's cleanup reads them while it holds ROW SHARE on sl_nodelock, so taking them
--- first would deadlock against it.
-DO $one_at_a_time$
-DECLARE
-    v_key constant int8 := pg_catalog.hashtext('slony_nodelock install');
-    v_db constant oid := (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database());
-    v_holders text[];
-    v_table record;
-BEGIN
-    BEGIN
-        PERFORM pg_catalog.pg_advisory_xact_lock(v_key);
-    EXCEPTION WHEN lock_not_available THEN
-        SELECT pg_catalog.array_agg(DISTINCT l.pid ORDER BY l.pid) INTO v_holders
-          FROM pg_catalog.pg_locks l
-         WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
-           AND l.database = v_db AND l.classid = ((v_key >> 32) & 4294967295)::oid AND l.objid = (v_key & 4294967295)::oid AND l.objsubid = 1;
-        RAISE EXCEPTION 'slony-nodelock: another install or uninstall of slony-nodelock is running in database % (%); waited %; nothing changed; run the script again when it has finished',
-            pg_catalog.current_database(),
-            CASE pg_catalog.cardinality(v_holders) WHEN 0 THEN 'it has just finished' WHEN 1 THEN 'pid ' || v_holders[1]
-                 ELSE 'pids ' || pg_catalog.array_to_string(v_holders, ', ') END,
-            pg_catalog.current_setting('lock_timeout');
-    END;
-    -- Refused below in one line; LOCK TABLE would fail first, less clearly.
-    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
-       OR pg_catalog.pg_is_in_recovery() OR pg_catalog.current_setting('transaction_read_only')::boolean THEN
-        RETURN;
-    END IF;
-    FOR v_table IN SELECT DISTINCT c.oid, n.nspname, pg_catalog.format('%I.%I', n.nspname, c.relname) AS name
-                     FROM pg_catalog.pg_trigger t
-                     JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
-                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                    WHERE t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate')
-                    ORDER BY n.nspname LOOP
-        BEGIN
-            EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_table.name);
-        EXCEPTION WHEN lock_not_available THEN
-            -- ACCESS EXCLUSIVE waits for every holder, readers too.
-            SELECT pg_catalog.array_agg(h.who ORDER BY h.who) INTO v_holders
-              FROM (SELECT DISTINCT
-                           CASE WHEN l.pid IS NULL THEN pg_catalog.format('prepared transaction %L', p.gid)
-                                ELSE pg_catalog.format('pid %s (%s, in transaction since %s)', l.pid,
-                                         CASE WHEN a.application_name <> '' THEN a.application_name
-                                              ELSE COALESCE(a.backend_type, 'a process') || ' with no application_name' END,
-                                         COALESCE(pg_catalog.date_trunc('second', a.xact_start)::text, 'an unknown time')) END AS who
-                      FROM pg_catalog.pg_locks l
-                      LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-                      LEFT JOIN pg_catalog.pg_prepared_xacts p
-                             ON l.pid IS NULL AND p.transaction::text = pg_catalog.split_part(l.virtualtransaction, '/', 2)
-                     WHERE l.locktype = 'relation' AND l.database = v_db AND l.relation = v_table.oid AND l.granted
-                       AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()) h;
-            RAISE EXCEPTION 'slony-nodelock: waited % for a lock on %, %; nothing changed; run the script again when it is free, or give it longer: psql -v lock_timeout=60s ...',
-                pg_catalog.current_setting('lock_timeout'), v_table.name,
-                COALESCE('held by ' || pg_catalog.array_to_string(v_holders, ', '), 'which no session holds any more');
-        END;
-    END LOOP;
-END
-$one_at_a_time$;
+-- @LOCKS@
 DO $uninstall$
 DECLARE
     v_ours record;

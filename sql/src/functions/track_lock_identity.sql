@@ -30,8 +30,11 @@ BEGIN
     END IF;
     RETURN NULL;
 EXCEPTION WHEN OTHERS THEN
-    RAISE WARNING 'slony-nodelock: could not record who took lock row (node %, conncnt %) of cluster % (%); check with: select * from slony_nodelock.verify()',
-        COALESCE(NEW.nl_nodeid, OLD.nl_nodeid), COALESCE(NEW.nl_conncnt, OLD.nl_conncnt), pg_catalog.quote_ident(TG_TABLE_SCHEMA), SQLERRM;
+    -- The cluster named as slony_nodelock.cluster_label() does, without calling it: this handler
+    -- must not fail, or slon's write fails with it.
+    RAISE WARNING 'slony-nodelock: could not record who took lock row (node %, conncnt %) of cluster "%" (schema "%") (%); slon''s write went through, and the row will be judged as unrecorded; the cause and its fix: select * from slony_nodelock.verify()',
+        COALESCE(NEW.nl_nodeid, OLD.nl_nodeid), COALESCE(NEW.nl_conncnt, OLD.nl_conncnt),
+        pg_catalog.replace(pg_catalog.substr(TG_TABLE_SCHEMA, 2), '"', '""'), pg_catalog.replace(TG_TABLE_SCHEMA, '"', '""'), SQLERRM;
     RETURN NULL;
 END
 $fn$;
