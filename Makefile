@@ -52,10 +52,11 @@ bench: system-packages venv
 sql:
 	$(PYTHON) sql/generate.py
 
-# Put the scripts where the kit's messages say they are (sql/generate.py's SHARE_DIR); DESTDIR for
-# packaging.
-SHARE_DIR = $(shell $(PYTHON) sql/generate.py --share-dir)
+# Put the scripts where the kit's messages say they are (SHARE_DIR in plpython/slony_nodelock/plpy_glue.py,
+# read with sed: a database host need not have Python); DESTDIR for packaging.
+SHARE_DIR = $(shell sed -n 's/^SHARE_DIR = "\(.*\)"$$/\1/p' plpython/slony_nodelock/plpy_glue.py)
 install:
+	@test -n "$(SHARE_DIR)" || { echo "make install: no SHARE_DIR in plpython/slony_nodelock/plpy_glue.py" >&2; exit 1; }
 	install -d $(DESTDIR)$(SHARE_DIR)
 	install -m 0644 sql/install.sql sql/uninstall.sql $(DESTDIR)$(SHARE_DIR)/
 

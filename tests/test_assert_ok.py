@@ -55,19 +55,37 @@ def test_a_database_with_clusters_returns_how_many_were_checked(server):
     assert server.query("select slony_nodelock.assert_ok(p_none_expected => true)") == [(2,)]
 
 
-def test_installing_over_the_zero_argument_assert_ok_leaves_one_unambiguous_function(server):
+BOTH = [("slony_nodelock.assert_ok()",), ("slony_nodelock.assert_ok(boolean)",)]
+
+
+def test_installing_over_the_zero_argument_assert_ok_keeps_it_unambiguous_and_its_grants(server):
     add_stock_like_cluster(server, "_c")
     install(server)
-    # What releases up to 0.3.0 left, made by hand: the one-argument function is not there yet.
-    server.query("drop function slony_nodelock.assert_ok(boolean);"
-                 "create function slony_nodelock.assert_ok() returns int4 language sql as 'select 42'")
+    # What releases up to 0.3.0 left, made by hand, with a monitoring role's grant on it.
+    server.query("drop function slony_nodelock.assert_ok(boolean); drop function slony_nodelock.assert_ok();"
+                 "create function slony_nodelock.assert_ok() returns int4 language sql as 'select 42';"
+                 "create role nagios; grant execute on function slony_nodelock.assert_ok() to nagios")
 
     install(server)
 
-    assert server.query(ASSERT_OK_FUNCTIONS) == [("slony_nodelock.assert_ok(boolean)",)]
+    assert server.query(ASSERT_OK_FUNCTIONS) == BOTH
     assert server.query("select slony_nodelock.assert_ok()") == [(1,)]
-    install(server)  # again: the new function stays, with its privileges
-    assert server.query(ASSERT_OK_FUNCTIONS) == [("slony_nodelock.assert_ok(boolean)",)]
+    assert server.query("select pg_catalog.has_function_privilege('nagios', 'slony_nodelock.assert_ok()', 'execute')") == [(True,)]
+    install(server)  # again: nothing changes
+    assert server.query(ASSERT_OK_FUNCTIONS) == BOTH
+
+
+def test_an_older_install_run_over_this_release_leaves_assert_ok_callable(
+        release_0_2_0_install_sql, server):  # noqa: F811
+    """A downgrade by mistake (0.2.0's install.sql over this release) recreates 0.2.0's assert_ok():
+    a call without arguments must still find exactly one function."""
+    add_stock_like_cluster(server, "_c")
+    install(server)
+    old_install = server.home / "install-0.2.0.sql"
+    old_install.write_text(release_0_2_0_install_sql)
+    server.psql_file(old_install)  # refused or not, assert_ok() must stay callable
+
+    assert server.query("select slony_nodelock.assert_ok()") == [(1,)]
 
 
 def test_upgrading_a_release_with_the_zero_argument_assert_ok_leaves_it_unambiguous(
@@ -81,5 +99,5 @@ def test_upgrading_a_release_with_the_zero_argument_assert_ok_leaves_it_unambigu
 
     install(server)
 
-    assert server.query(ASSERT_OK_FUNCTIONS) == [("slony_nodelock.assert_ok(boolean)",)]
+    assert server.query(ASSERT_OK_FUNCTIONS) == BOTH
     assert server.query("select slony_nodelock.assert_ok()") == [(1,)]

@@ -39,9 +39,9 @@ def test_slon_keeps_running_and_restarts_when_our_schema_is_dropped(fixed_bed):
     assert len(warnings) == 1, seen
     assert warnings[0] == (
         'WARNING: slony-nodelock: cluster "bed" (schema "_bed") cannot read the kit\'s lock records (relation '
-        '"slony_nodelock.lock_identity" does not exist), so its locks are judged without them: slon still starts, '
-        "but a stale lock whose PID went to a backend named like slon's is kept; repair the kit with: "
-        + INSTALL)
+        '"slony_nodelock.lock_identity" does not exist), so its locks are judged without them: a row whose PID a '
+        "backend named like slon's holds is kept (a NOTICE says so), every other stale row is still removed; "
+        "repair the kit with: " + INSTALL)
     assert bed.cluster.own_lock_pid(1) == holder
     assert bed.slons[1].alive()
     bed.cluster.assert_replicates(1, 2)

@@ -203,10 +203,10 @@ def test_verify_gives_the_fix_that_works_for_each_problem(server):  # noqa: F811
                  "create or replace function _c1.cleanupnodelock() returns int4 language plpgsql as"
                  " $$ begin return 0; end $$")
     assert problems(server) == (
-        "cleanupnodelock() is Slony's stock one, which judges a lock by kill(pid, 0) alone; " + INSTALL + " | "
-        "Slony's own terminatenodeconnections() is not saved, so uninstall cannot put it back; " + UPDATE_FUNCTIONS + " | "
         "the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE FUNCTIONS would undo "
-        "the patch; " + INSTALL)
+        "the patch and a cluster created later would not be patched; " + INSTALL + " | "
+        "cleanupnodelock() is Slony's stock one, which judges a lock by kill(pid, 0) alone; " + INSTALL + " | "
+        "Slony's own terminatenodeconnections() is not saved, so uninstall cannot put it back; " + UPDATE_FUNCTIONS)
     server.query("drop trigger slony_nodelock_identity on _c1.sl_nodelock")
     assert ("the identity triggers on sl_nodelock are missing or not enabled ALWAYS, so new lock takers are not "
             "recorded; " + INSTALL) in problems(server).split(" | ")
@@ -231,3 +231,52 @@ def test_repair_commands_quote_the_database_for_the_shell_they_are_pasted_into(s
                                             "/usr/share/slony-nodelock/install.sql"]
         finally:
             server.query(sql.SQL("drop database {}").format(sql.Identifier(name)))
+
+
+@pytest.mark.slony
+def test_a_damaged_kit_is_reported_even_where_no_cluster_is_expected(server):  # noqa: F811
+    """A node whose cluster is not created yet (before store node) runs assert_ok(true): a kit that
+    could not patch the cluster when it comes must not pass."""
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    assert server.query("select slony_nodelock.assert_ok(p_none_expected => true)") == [(0,)]
+
+    server.query("alter event trigger slony_nodelock_forget disable")
+
+    with pytest.raises(Exception) as raised:
+        server.query("select slony_nodelock.assert_ok(p_none_expected => true)")
+    assert raised.value.diag.message_primary == (
+        "slony-nodelock: the kit: the event trigger slony_nodelock_forget is missing or not enabled ALWAYS, so a DROP "
+        "... CASCADE that takes a cluster's cleanupnodelock() along would leave slon unable to start; " + INSTALL)
+    assert server.query("select cluster, problems is not null from slony_nodelock.verify()") == [(None, True)]
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    assert server.query("select slony_nodelock.assert_ok(true)") == [(0,)]
+
+
+@pytest.mark.slony
+def test_a_dropped_failover_function_is_said_to_stop_failover_not_slon(server):  # noqa: F811
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+
+    said = psql_notices(server, "drop function _c1.terminatenodeconnections(int4);\n")
+
+    assert said == [
+        'slony-nodelock: terminatenodeconnections() of cluster "c1" (schema "_c1") in database slony_test was '
+        "dropped; a failover cannot run on this node until it is back: run "
+        "psql -v ON_ERROR_STOP=1 -d slony_test -f /usr/share/slony-nodelock/install.sql"]
+
+
+@pytest.mark.slony
+def test_the_drop_trigger_restores_slonys_function_even_when_a_message_helper_is_gone(server):  # noqa: F811
+    """The words come from helpers; with one dropped, the WARNING must still come and Slony's
+    function must still be put back, or slon could not start."""
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    server.query("drop function slony_nodelock.cluster_label(name)")
+
+    said = psql_notices(server, "drop extension plpython3u cascade;\n")
+
+    assert [s for s in said if "cleanupnodelock()" in s] == [
+        "slony-nodelock: cleanupnodelock() of schema _c1 in database slony_test was dropped by a CASCADE; Slony's "
+        "own version is back so that slon keeps working, but the cluster is NOT patched until you run " + INSTALL.removeprefix("run: ")]
+    assert server.query("select l.lanname from pg_catalog.pg_proc p join pg_catalog.pg_language l on l.oid = p.prolang"
+                        " where p.oid = '_c1.cleanupnodelock()'::regprocedure") == [("plpgsql",)]

@@ -141,6 +141,6 @@ def test_make_install_puts_the_scripts_where_the_messages_say_they_are(tmp_path)
     share = tmp_path / "usr" / "share" / "slony-nodelock"
     for name in ("install.sql", "uninstall.sql"):
         assert (share / name).read_bytes() == (REPO / "sql" / name).read_bytes()
-    from slony_nodelock.plpy_glue import INSTALL_SCRIPT
-    assert INSTALL_SCRIPT == str(share / "install.sql").removeprefix(str(tmp_path))
+    from slony_nodelock.plpy_glue import SHARE_DIR
+    assert SHARE_DIR == str(share).removeprefix(str(tmp_path))
     assert "-f /usr/share/slony-nodelock/%s" in (REPO / "sql" / "install.sql").read_text()

@@ -201,7 +201,8 @@ def test_the_migration_chain_keeps_data_and_refuses_what_it_does_not_know(one_no
                    f"applied here from another script than this install.sql of release {__version__} carries "
                    f"(sha256 edited recorded, {first[:12]} here); nothing changed. Released migrations never change, "
                    f"so one of the two scripts was edited: install with an unmodified slony-nodelock {__version__} "
-                   f"(git checkout v{__version__})")
+                   f"(its release files, or git checkout v{__version__}); if this database was installed from an "
+                   "edited script, run uninstall.sql first, then install")
 
 
 def test_uninstall_after_update_functions_restores_what_slony_loaded_last(one_node):

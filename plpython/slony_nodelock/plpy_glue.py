@@ -15,14 +15,14 @@ from slony_nodelock.liveness import (  # embed: drop
 # Where make install puts the scripts, so that every message can name them by an absolute path.
 # sql/generate.py (and through it the Makefile and the SQL) reads it from here.
 SHARE_DIR = "/usr/share/slony-nodelock"
-INSTALL_SCRIPT = SHARE_DIR + "/install.sql"
 
 
-def install_command(database):
-    """The psql command that installs (or repairs) the kit in database, quoted for the shell it is
-    pasted into (slony_nodelock.install_command() quotes the same way in SQL)."""
+def install_command(database, script="install.sql"):
+    """The psql command that runs one of the kit's scripts (install.sql: installs, or repairs) in
+    database, quoted for the shell it is pasted into (slony_nodelock.install_command() quotes the
+    same way in SQL)."""
     import shlex
-    return "psql -v ON_ERROR_STOP=1 -d %s -f %s" % (shlex.quote(database), INSTALL_SCRIPT)
+    return "psql -v ON_ERROR_STOP=1 -d %s -f %s/%s" % (shlex.quote(database), SHARE_DIR, script)
 
 # backend_start as integer microseconds since the epoch, cheap for Python to compare. date_part()
 # gives float8 seconds, whose resolution at today's epoch (~0.25 us) keeps every microsecond
@@ -134,10 +134,17 @@ def _records(plpy, plans, cluster, pids):
     except (plpy.spiexceptions.UndefinedTable, plpy.spiexceptions.InvalidSchemaName,
             plpy.spiexceptions.UndefinedColumn, plpy.spiexceptions.UndefinedFunction) as missing:
         plans.pop("records", None)
+        database = plans["database"]
+        # install.sql recreates a function, or the whole schema; a table its migrations are
+        # recorded as having made it does not, so then only uninstalling first helps.
+        table_damaged = not isinstance(missing, plpy.spiexceptions.UndefinedFunction) and plpy.execute(
+            "select pg_catalog.to_regnamespace('slony_nodelock') is not null as present")[0]["present"]
+        repair = ("%s, then %s" % (install_command(database, "uninstall.sql"), install_command(database))
+                  if table_damaged else install_command(database))
         plpy.warning(
             "slony-nodelock: %s cannot read the kit's lock records (%s), so its locks are judged "
-            "without them: slon still starts, but a stale lock whose PID went to a backend named like "
-            "slon's is kept; repair the kit with: %s" % (cluster_label(cluster), missing, install_command(plans["database"])))
+            "without them: a row whose PID a backend named like slon's holds is kept (a NOTICE says so), "
+            "every other stale row is still removed; repair the kit with: %s" % (cluster_label(cluster), missing, repair))
         return []
 
 

@@ -43,7 +43,7 @@ BEGIN
     SELECT m.script_sha256 INTO v_recorded FROM slony_nodelock.migration m WHERE m.version = p_version;
     IF FOUND THEN
         IF v_recorded <> p_sha256 THEN
-            RAISE EXCEPTION 'slony-nodelock: migration % (%, of release %) was applied here from another script than this install.sql of release @VERSION@ carries (sha256 % recorded, % here); nothing changed. Released migrations never change, so one of the two scripts was edited: install with an unmodified slony-nodelock @VERSION@ (git checkout v@VERSION@)',
+            RAISE EXCEPTION 'slony-nodelock: migration % (%, of release %) was applied here from another script than this install.sql of release @VERSION@ carries (sha256 % recorded, % here); nothing changed. Released migrations never change, so one of the two scripts was edited: install with an unmodified slony-nodelock @VERSION@ (its release files, or git checkout v@VERSION@); if this database was installed from an edited script, run uninstall.sql first, then install',
                 p_version, p_name, p_release, pg_catalog.left(v_recorded, 12), pg_catalog.left(p_sha256, 12);
         END IF;
         RETURN;

@@ -3,12 +3,10 @@
 -- patched and well, or raises naming every problem. A database with no Slony cluster raises too,
 -- since a check run against the wrong database must not pass; p_none_expected => true, where
 -- none is expected, returns 0 instead.
--- Releases up to 0.3.0 had assert_ok() without arguments: left beside this one, a call with none
--- would be ambiguous between the two.
-SET LOCAL client_min_messages = warning;  -- not "does not exist, skipping"
-DROP FUNCTION IF EXISTS slony_nodelock.assert_ok();
-SET LOCAL client_min_messages = notice;
-CREATE OR REPLACE FUNCTION slony_nodelock.assert_ok(p_none_expected boolean DEFAULT false)
+-- Two functions rather than one with a default: releases up to 0.3.0 have assert_ok() without
+-- arguments, which a default would make ambiguous beside this one, and which an older install.sql
+-- run over this release recreates; replaced in place, it also keeps the GRANTs given on it.
+CREATE OR REPLACE FUNCTION slony_nodelock.assert_ok(p_none_expected boolean)
 RETURNS int4
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -18,9 +16,9 @@ DECLARE
     v_clusters int4;
 BEGIN
     -- verify() separates one cluster's problems with ' | '; clusters are separated with ' || '.
-    SELECT pg_catalog.string_agg(pg_catalog.format('%s: %s', slony_nodelock.cluster_label(v.cluster), v.problems), ' || ')
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s: %s', COALESCE(slony_nodelock.cluster_label(v.cluster), 'the kit'), v.problems), ' || ')
                FILTER (WHERE v.problems IS NOT NULL),
-           pg_catalog.count(*)
+           pg_catalog.count(v.cluster)
       INTO v_problems, v_clusters
       FROM slony_nodelock.verify() v;
     IF v_problems IS NOT NULL THEN
@@ -34,3 +32,9 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.assert_ok(boolean) IS 'slony-nodelock: raise unless every cluster is patched and well; with no cluster, raise unless p_none_expected';
+CREATE OR REPLACE FUNCTION slony_nodelock.assert_ok()
+RETURNS int4
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT slony_nodelock.assert_ok(false) $fn$;
+COMMENT ON FUNCTION slony_nodelock.assert_ok() IS 'slony-nodelock: raise unless every cluster is patched and well, and unless there is one';

@@ -3,7 +3,7 @@
 -- the same way in Python (tests/test_messages.py checks that they agree).
 CREATE OR REPLACE FUNCTION slony_nodelock.cluster_label(p_schema name)
 RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE sql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT pg_catalog.format('cluster "%s" (schema "%s")',

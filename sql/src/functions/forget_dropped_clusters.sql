@@ -19,6 +19,10 @@ DECLARE
     v_dropped record;
     v_fn_now text;
     v_concerned boolean := false;
+    v_label text;
+    v_fix text;
+    v_without text;
+    v_with text;
 BEGIN
     -- Schemas first, with no word: one the kit knows is forgotten; any other has nothing to forget.
     BEGIN
@@ -46,27 +50,39 @@ BEGIN
         IF v_dropped.object_type = 'table' THEN
             DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.schema_name;
         ELSIF v_dropped.schema_name IN (SELECT c FROM slony_nodelock.clusters() c) THEN
+            -- The words, from helpers that a damaged kit may lack: a message that fails would undo
+            -- the restore below, and slon could not start.
+            BEGIN
+                v_label := slony_nodelock.cluster_label(v_dropped.schema_name);
+            EXCEPTION WHEN OTHERS THEN
+                v_label := 'schema ' || pg_catalog.quote_ident(v_dropped.schema_name);
+            END;
+            BEGIN
+                v_fix := slony_nodelock.install_command();
+            EXCEPTION WHEN OTHERS THEN
+                v_fix := 'the kit''s install.sql';
+            END;
+            v_without := CASE v_dropped.function_name WHEN 'cleanupnodelock' THEN 'slon cannot start on this node'
+                              ELSE 'a failover cannot run on this node' END;
+            v_with := CASE v_dropped.function_name WHEN 'cleanupnodelock' THEN 'slon keeps working'
+                           ELSE 'a failover keeps working' END;
             IF v_dropped.original THEN
-                RAISE WARNING 'slony-nodelock: %() of % in database % was dropped; slon cannot start on this node until it is back: run %',
-                    v_dropped.function_name, slony_nodelock.cluster_label(v_dropped.schema_name),
-                    pg_catalog.quote_ident(pg_catalog.current_database()), slony_nodelock.install_command();
+                RAISE WARNING 'slony-nodelock: %() of % in database % was dropped; % until it is back: run %',
+                    v_dropped.function_name, v_label, pg_catalog.quote_ident(pg_catalog.current_database()), v_without, v_fix;
             ELSIF slony_nodelock.restore_stock_function(v_dropped.schema_name, v_dropped.function_name) THEN
                 -- Putting it back sets off the re-patch trigger, which patches it if it can.
                 SELECT p.prosrc INTO v_fn_now FROM pg_catalog.pg_proc p
                  WHERE p.oid = slony_nodelock.patched_function_oid(v_dropped.schema_name, v_dropped.function_name);
                 IF v_fn_now LIKE '# slony-nodelock %' THEN
-                    RAISE WARNING 'slony-nodelock: %() of % in database % was dropped by a CASCADE; the kit put it back, patched, so slon is not affected; nothing to do',
-                        v_dropped.function_name, slony_nodelock.cluster_label(v_dropped.schema_name),
-                        pg_catalog.quote_ident(pg_catalog.current_database());
+                    RAISE WARNING 'slony-nodelock: %() of % in database % was dropped by a CASCADE; the kit put it back, patched, so % and nothing is to do',
+                        v_dropped.function_name, v_label, pg_catalog.quote_ident(pg_catalog.current_database()), v_with;
                 ELSE
-                    RAISE WARNING 'slony-nodelock: %() of % in database % was dropped by a CASCADE; Slony''s own version is back so that slon keeps working, but the cluster is NOT patched until you run %',
-                        v_dropped.function_name, slony_nodelock.cluster_label(v_dropped.schema_name),
-                        pg_catalog.quote_ident(pg_catalog.current_database()), slony_nodelock.install_command();
+                    RAISE WARNING 'slony-nodelock: %() of % in database % was dropped by a CASCADE; Slony''s own version is back so that %, but the cluster is NOT patched until you run %',
+                        v_dropped.function_name, v_label, pg_catalog.quote_ident(pg_catalog.current_database()), v_with, v_fix;
                 END IF;
             ELSE
-                RAISE WARNING 'slony-nodelock: %() of % in database % was dropped by a CASCADE and no copy of Slony''s was saved; slon cannot start on this node until you run slonik "update functions" for it',
-                    v_dropped.function_name, slony_nodelock.cluster_label(v_dropped.schema_name),
-                    pg_catalog.quote_ident(pg_catalog.current_database());
+                RAISE WARNING 'slony-nodelock: %() of % in database % was dropped by a CASCADE and no copy of Slony''s was saved; % until you run slonik "update functions" for it',
+                    v_dropped.function_name, v_label, pg_catalog.quote_ident(pg_catalog.current_database()), v_without;
             END IF;
         END IF;
     END LOOP;

@@ -53,9 +53,19 @@ BEGIN
         -- query_canceled too: a statement_timeout in Slony's session, or a cancel, ends the
         -- re-patch but must not fail Slony's command.
         EXCEPTION WHEN OTHERS OR query_canceled THEN
-            RAISE WARNING 'slony-nodelock: Slony''s % of %() in database % went through, but % is NOT patched any more: re-patching it failed (%). slon here now runs Slony''s stock cleanupnodelock(), which can refuse to start after a reboot; patch again with: %',
-                v_cmd.command_tag, v_cmd.function_name, pg_catalog.quote_ident(pg_catalog.current_database()),
-                slony_nodelock.cluster_label(v_cmd.schema_name), SQLERRM, slony_nodelock.install_command();
+            IF v_cmd.command_tag = 'COMMENT' THEN
+                -- The function is still ours; only the comment uninstall would put back is older.
+                RAISE WARNING 'slony-nodelock: could not keep the comment Slony just gave %() of schema % for uninstall to put back (%); the cluster stays patched, nothing to do',
+                    v_cmd.function_name, pg_catalog.quote_ident(v_cmd.schema_name), SQLERRM;
+            ELSE
+                RAISE WARNING 'slony-nodelock: Slony''s % of %() in database % went through, but % is NOT patched any more: re-patching it failed (%). %; patch again with: %',
+                    v_cmd.command_tag, v_cmd.function_name, pg_catalog.quote_ident(pg_catalog.current_database()),
+                    slony_nodelock.cluster_label(v_cmd.schema_name), SQLERRM,
+                    CASE v_cmd.function_name
+                        WHEN 'cleanupnodelock' THEN 'slon here now runs Slony''s stock cleanupnodelock(), which can refuse to start after a reboot'
+                        ELSE 'a failover here now runs Slony''s stock terminatenodeconnections(), which signals whatever holds a lock row''s PID' END,
+                    slony_nodelock.install_command();
+            END IF;
             BEGIN
                 -- Still remember what Slony just loaded, so that uninstall puts back this version.
                 PERFORM slony_nodelock.save_stock_function(v_cmd.schema_name, v_cmd.function_name);

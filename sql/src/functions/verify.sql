@@ -27,12 +27,21 @@ DECLARE
     v_found text[];
     v_kit_problems text[] := '{}';
     v_trigger_owner record;
-    -- What repairs most problems: install.sql recreates every function, trigger and patch.
-    v_install constant text := 'run: ' || slony_nodelock.install_command();
-    v_reinstall constant text := pg_catalog.format('reinstall: %s, then %s',
-                                                   slony_nodelock.install_command('uninstall.sql'), slony_nodelock.install_command());
+    v_install text;
+    v_reinstall text;
     v_update_functions constant text := 'run slonik "update functions" for this node (the kit patches and saves what it loads)';
+    v_rows int4 := 0;
 BEGIN
+    -- What repairs most problems: install.sql recreates every function, trigger and patch. A
+    -- damaged kit may lack the helper that words the command: verify() still reports.
+    BEGIN
+        v_install := 'run: ' || slony_nodelock.install_command();
+        v_reinstall := pg_catalog.format('reinstall: %s, then %s', slony_nodelock.install_command('uninstall.sql'),
+                                         slony_nodelock.install_command());
+    EXCEPTION WHEN undefined_function THEN
+        v_install := 'run the kit''s install.sql';
+        v_reinstall := 'reinstall: run the kit''s uninstall.sql, then its install.sql';
+    END;
     -- What every cluster relies on: our records table, and trigger functions that can read it.
     IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = pg_catalog.to_regclass('slony_nodelock.lock_identity') AND NOT a.attisdropped
@@ -55,6 +64,14 @@ BEGIN
         v_kit_problems := v_kit_problems || pg_catalog.format('the kit''s functions belong to role %s, who is no longer a superuser, so no lock taker can be recorded; ALTER ROLE %I SUPERUSER, or %s as a superuser',
                                                             pg_catalog.quote_ident(v_trigger_owner.rolname), v_trigger_owner.rolname, v_reinstall);
     END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
+                    WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled = 'A') THEN
+        v_kit_problems := v_kit_problems || ('the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE FUNCTIONS would undo the patch and a cluster created later would not be patched; ' || v_install);
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
+                    WHERE e.evtname = 'slony_nodelock_forget' AND e.evtenabled = 'A') THEN
+        v_kit_problems := v_kit_problems || ('the event trigger slony_nodelock_forget is missing or not enabled ALWAYS, so a DROP ... CASCADE that takes a cluster''s cleanupnodelock() along would leave slon unable to start; ' || v_install);
+    END IF;
 
     FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c WHERE c.has_sl_node LOOP
         cluster := v_candidate.schema_name;
@@ -62,6 +79,7 @@ BEGIN
             patched := false; failover_patched := false; logic_version := NULL; identity_recording := false; stock_saved := false;
             problems := pg_catalog.format('not patched: it has Slony''s tables, but %s; if Slony made it, ALTER SCHEMA %I OWNER TO a superuser, then %s',
                                           v_candidate.why_not, cluster, v_install);
+            v_rows := v_rows + 1;
             RETURN NEXT;
             CONTINUE;
         END IF;
@@ -116,13 +134,18 @@ BEGIN
         END IF;
         stock_saved := (SELECT pg_catalog.count(*) FROM slony_nodelock.stock_function s WHERE s.cluster_schema = cluster)
                        = (SELECT pg_catalog.count(*) FROM slony_nodelock.patched_functions());
-        IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
-                        WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled = 'A') THEN
-            v_found := v_found || ('the event trigger slony_nodelock_repatch is missing or not enabled ALWAYS, so UPDATE FUNCTIONS would undo the patch; ' || v_install);
-        END IF;
         problems := NULLIF(pg_catalog.array_to_string(v_found, ' | '), '');
+        v_rows := v_rows + 1;
         RETURN NEXT;
     END LOOP;
+    -- No cluster to carry them: the kit's own problems get a row of their own, cluster NULL, so
+    -- that assert_ok(p_none_expected => true) on a node waiting for its cluster still sees them.
+    IF v_rows = 0 AND pg_catalog.cardinality(v_kit_problems) > 0 THEN
+        cluster := NULL; patched := NULL; failover_patched := NULL; logic_version := NULL;
+        identity_recording := NULL; stock_saved := NULL;
+        problems := pg_catalog.array_to_string(v_kit_problems, ' | ');
+        RETURN NEXT;
+    END IF;
 END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.verify() IS 'slony-nodelock: per cluster, whether the fix is in place and what is wrong if not';
