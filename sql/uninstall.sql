@@ -24,7 +24,7 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 -- First, one install or uninstall at a time in a database: a second waits here, then finds the
 -- kit installed; without it, two first installs collide on CREATE EXTENSION and CREATE SCHEMA.
 --
--- Then Slony's tables, in schema order so that two runs take them in the same order: each
+-- Then Slony's tables, all at once (see the loop below): each
 -- cluster's sl_nodelock (a schema owned by a superuser holding sl_node and sl_nodelock, as
 -- cluster_candidates() rules; from pg_catalog, since our functions may not exist yet; a look-alike
 -- is not locked, or its owner, who need not be a superuser, could hold the install up) and any
@@ -37,8 +37,8 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 -- them. slon reaches them only through sl_nodelock (its cleanup reads them after locking its rows,
 -- the identity trigger writes them on its insert), so then every sl_nodelock is first locked
 -- ACCESS EXCLUSIVE too, which waits for every slon transaction on it to end and lets no new one
--- start: taken the other way round, or with a weaker lock on sl_nodelock, a slon cleanup holding
--- a read lock on a kit table and then deleting a lock row would deadlock against the script.
+-- start: with a weaker lock on sl_nodelock, a slon cleanup holding a read lock on a kit table and
+-- then deleting a lock row would deadlock against the script.
 -- After the guard, which has refused (in one line, waiting for nothing) whoever may not take them.
 DO $locks$
 DECLARE
@@ -48,7 +48,9 @@ DECLARE
     v_exclusive boolean;
     v_mode text;
     v_holders text[];
-    v_table record;
+    v_tables pg_catalog.regclass[];
+    v_table pg_catalog.regclass;
+    v_deadline timestamptz;
 BEGIN
     BEGIN
         PERFORM pg_catalog.pg_advisory_xact_lock(v_key);
@@ -79,44 +81,58 @@ BEGIN
            INTO v_exclusive USING 3;
     END IF;
     v_mode := CASE WHEN v_exclusive THEN 'ACCESS EXCLUSIVE' ELSE 'SHARE ROW EXCLUSIVE' END;
-    FOR v_table IN SELECT c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname) AS name
-                     FROM pg_catalog.pg_class c
-                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                     JOIN pg_catalog.pg_roles o ON o.oid = n.nspowner
-                    WHERE c.relkind = 'r'
-                      AND ((c.relname = 'sl_nodelock'
-                            AND ((o.rolsuper AND EXISTS (SELECT FROM pg_catalog.pg_class s WHERE s.relnamespace = n.oid
-                                                            AND s.relname = 'sl_node' AND s.relkind = 'r'))
-                                 OR EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid
-                                               AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate'))))
-                           OR (v_exclusive AND n.nspname = 'slony_nodelock'))
-                    ORDER BY n.nspname = 'slony_nodelock', n.nspname, c.relname LOOP
+    v_tables := ARRAY(SELECT c.oid::pg_catalog.regclass
+                        FROM pg_catalog.pg_class c
+                        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                        JOIN pg_catalog.pg_roles o ON o.oid = n.nspowner
+                       WHERE c.relkind = 'r'
+                         AND ((c.relname = 'sl_nodelock'
+                               AND ((o.rolsuper AND EXISTS (SELECT FROM pg_catalog.pg_class s WHERE s.relnamespace = n.oid
+                                                               AND s.relname = 'sl_node' AND s.relkind = 'r'))
+                                    OR EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid
+                                                  AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate'))))
+                              OR (v_exclusive AND n.nspname = 'slony_nodelock'))
+                       ORDER BY n.nspname = 'slony_nodelock', n.nspname, c.relname);
+    -- All or nothing, never one held while waiting for another: a slon cleanup of one cluster also
+    -- reads the other clusters' sl_nodelock (record_is_current()), in its own order, so waiting on
+    -- one table while holding another could still deadlock. Each try takes every lock NOWAIT in a
+    -- subtransaction; one that is not free undoes the try, which releases what it took, and the
+    -- next try comes a moment later, until lock_timeout has passed (0: no limit, as PostgreSQL's).
+    v_deadline := pg_catalog.clock_timestamp() + NULLIF(pg_catalog.current_setting('lock_timeout')::interval, '0');
+    LOOP
         BEGIN
-            EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE', v_table.name, v_mode);
+            FOREACH v_table IN ARRAY v_tables LOOP
+                EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE NOWAIT', v_table, v_mode);
+            END LOOP;
+            EXIT;
         EXCEPTION WHEN lock_not_available THEN
-            -- Who holds a mode that ours waits for (SHARE ROW EXCLUSIVE does not wait for readers),
-            -- or waits for one too.
-            SELECT pg_catalog.array_agg(h.who ORDER BY h.who) INTO v_holders
-              FROM (SELECT DISTINCT
-                           CASE WHEN l.pid IS NULL
-                                THEN pg_catalog.format('prepared transaction %L (end it with COMMIT PREPARED or ROLLBACK PREPARED)', p.gid)
-                                ELSE pg_catalog.format('pid %s (%s, %s)', l.pid,
-                                         CASE WHEN a.application_name <> '' THEN a.application_name
-                                              ELSE COALESCE(a.backend_type, 'a process') || ' with no application_name' END,
-                                         CASE WHEN NOT l.granted THEN 'waiting for it too'
-                                              ELSE 'in transaction since '
-                                                   || COALESCE(pg_catalog.date_trunc('second', a.xact_start)::text, 'an unknown time') END) END AS who
-                      FROM pg_catalog.pg_locks l
-                      LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-                      LEFT JOIN pg_catalog.pg_prepared_xacts p
-                             ON l.pid IS NULL AND p.transaction::text = pg_catalog.split_part(l.virtualtransaction, '/', 2)
-                     WHERE l.locktype = 'relation' AND l.database = v_db AND l.relation = v_table.oid
-                       AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()
-                       AND (v_exclusive OR l.mode NOT IN ('AccessShareLock', 'RowShareLock'))) h;
-            RAISE EXCEPTION 'slony-nodelock: waited % for a lock on %, %; nothing changed; run the script again when it is free, or give it longer: psql -v lock_timeout=60s ...',
-                pg_catalog.current_setting('lock_timeout'), v_table.name,
-                COALESCE('held by ' || pg_catalog.array_to_string(v_holders, ', '), 'which no session holds any more');
+            IF pg_catalog.clock_timestamp() < v_deadline OR v_deadline IS NULL THEN
+                PERFORM pg_catalog.pg_sleep(0.05);
+                CONTINUE;
+            END IF;
         END;
+        -- Who holds a mode that ours waits for (SHARE ROW EXCLUSIVE does not wait for readers),
+        -- or waits for one too.
+        SELECT pg_catalog.array_agg(h.who ORDER BY h.who) INTO v_holders
+          FROM (SELECT DISTINCT
+                       CASE WHEN l.pid IS NULL
+                            THEN pg_catalog.format('prepared transaction %L (end it with COMMIT PREPARED or ROLLBACK PREPARED)', p.gid)
+                            ELSE pg_catalog.format('pid %s (%s, %s)', l.pid,
+                                     CASE WHEN a.application_name <> '' THEN a.application_name
+                                          ELSE COALESCE(a.backend_type, 'a process') || ' with no application_name' END,
+                                     CASE WHEN NOT l.granted THEN 'waiting for it too'
+                                          ELSE 'in transaction since '
+                                               || COALESCE(pg_catalog.date_trunc('second', a.xact_start)::text, 'an unknown time') END) END AS who
+                  FROM pg_catalog.pg_locks l
+                  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+                  LEFT JOIN pg_catalog.pg_prepared_xacts p
+                         ON l.pid IS NULL AND p.transaction::text = pg_catalog.split_part(l.virtualtransaction, '/', 2)
+                 WHERE l.locktype = 'relation' AND l.database = v_db AND l.relation = v_table
+                   AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()
+                   AND (v_exclusive OR l.mode NOT IN ('AccessShareLock', 'RowShareLock'))) h;
+        RAISE EXCEPTION 'slony-nodelock: waited % for a lock on %, %; nothing changed; run the script again when it is free, or give it longer: psql -v lock_timeout=60s ...',
+            pg_catalog.current_setting('lock_timeout'), v_table,
+            COALESCE('held by ' || pg_catalog.array_to_string(v_holders, ', '), 'which no session holds any more');
     END LOOP;
 END
 $locks$;

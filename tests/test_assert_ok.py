@@ -101,3 +101,18 @@ def test_upgrading_a_release_with_the_zero_argument_assert_ok_leaves_it_unambigu
 
     assert server.query(ASSERT_OK_FUNCTIONS) == BOTH
     assert server.query("select slony_nodelock.assert_ok()") == [(1,)]
+
+
+def test_installing_over_a_build_with_a_defaulted_assert_ok_works(server):
+    """A build between 0.3.0 and 0.4.0 had assert_ok(boolean DEFAULT false); CREATE OR REPLACE
+    cannot take a default away, so install drops that one first."""
+    add_stock_like_cluster(server, "_c")
+    install(server)
+    server.query("drop function slony_nodelock.assert_ok(); drop function slony_nodelock.assert_ok(boolean);"
+                 "create function slony_nodelock.assert_ok(p_none_expected boolean default false) returns int4"
+                 " language sql as 'select 42'")
+
+    install(server)
+
+    assert server.query(ASSERT_OK_FUNCTIONS) == BOTH
+    assert server.query("select slony_nodelock.assert_ok()") == [(1,)]

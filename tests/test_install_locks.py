@@ -192,6 +192,16 @@ def test_what_the_guard_refuses_is_refused_at_once_not_after_a_lock_wait(server)
         assert fingerprint(server) == before
 
 
+def wait_until_retrying(server, script: subprocess.Popen) -> None:
+    """Until the script, finding a lock taken, sleeps before trying all its locks again."""
+    deadline = time.monotonic() + WITHIN
+    while not server.query("select 1 from pg_catalog.pg_stat_activity"
+                           " where application_name = 'psql' and wait_event = 'PgSleep'"):
+        assert script.poll() is None, script.communicate()
+        assert time.monotonic() < deadline, "the script never waited for the lock"
+        time.sleep(0.02)
+
+
 def test_an_upgrade_with_a_migration_never_deadlocks_with_a_slon_cleanup_in_progress(
         release_0_2_0_install_sql, server):  # noqa: F811
     """Migration 0003 alters the kit's table lock_identity. A slon cleanup reads it after locking
@@ -213,12 +223,7 @@ def test_an_upgrade_with_a_migration_never_deadlocks_with_a_slon_cleanup_in_prog
                 "-f", str(INSTALL_SQL)]
         with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/") as upgrade:
             try:
-                deadline = time.monotonic() + WITHIN
-                while not server.query("select 1 from pg_catalog.pg_locks l join pg_catalog.pg_stat_activity a"
-                                       " on a.pid = l.pid where not l.granted and a.application_name = 'psql'"):
-                    assert upgrade.poll() is None, upgrade.communicate()
-                    assert time.monotonic() < deadline, "the upgrade never waited for the cleanup"
-                    time.sleep(0.02)
+                wait_until_retrying(server, upgrade)
 
                 # slon's start-up, as cleanupNodelock() is followed by taking its own lock.
                 slon.execute("insert into \"_c\".sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())")
@@ -250,3 +255,37 @@ def test_uninstall_gives_up_on_a_reader_of_the_kits_tables_in_one_line(server):
                                          f"held by {reader.described()}; {AGAIN}")
         assert seconds < WITHIN
         assert fingerprint(server) == before
+
+
+def test_an_upgrade_never_deadlocks_with_a_cleanup_that_reads_another_clusters_locks(
+        release_0_2_0_install_sql, server):  # noqa: F811
+    """A cleanup of cluster _z reads _a's sl_nodelock too (record_is_current(), for records of
+    _a naming its PIDs). Had the upgrade held _a while waiting for _z, each would wait for the
+    other."""
+    for schema in ("_a", "_z"):
+        add_stock_like_cluster(server, schema)
+    old_install = server.home / "install-0.2.0.sql"
+    old_install.write_text(release_0_2_0_install_sql)
+    assert server.psql_file(old_install).returncode == 0
+    with server.connect(application_name="slon.local_listen") as slon:
+        slon.execute("set statement_timeout = '20s'")
+        slon.execute("begin")
+        slon.execute('select from "_z".sl_nodelock for update')
+        slon.execute("select from slony_nodelock.lock_identity")
+        argv = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-v", "lock_timeout=20s", "-d", server.conninfo(),
+                "-f", str(INSTALL_SQL)]
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/") as upgrade:
+            try:
+                wait_until_retrying(server, upgrade)
+
+                slon.execute('select from "_a".sl_nodelock')
+                slon.execute("insert into \"_z\".sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())")
+                slon.execute("commit")
+                _, errors = upgrade.communicate(timeout=PSQL_DEADLINE)
+            finally:
+                if upgrade.poll() is None:
+                    upgrade.kill()
+        assert upgrade.returncode == 0, errors
+    assert server.query("select cluster, patched, problems from slony_nodelock.verify()") == [
+        ("_a", True, None), ("_z", True, None)]
+    assert "deadlock detected" not in server.logfile.read_text()

@@ -275,8 +275,23 @@ def test_the_drop_trigger_restores_slonys_function_even_when_a_message_helper_is
 
     said = psql_notices(server, "drop extension plpython3u cascade;\n")
 
-    assert [s for s in said if "cleanupnodelock()" in s] == [
+    assert [s for s in said if s.startswith("slony-nodelock: cleanupnodelock() of")] == [
         "slony-nodelock: cleanupnodelock() of schema _c1 in database slony_test was dropped by a CASCADE; Slony's "
         "own version is back so that slon keeps working, but the cluster is NOT patched until you run " + INSTALL.removeprefix("run: ")]
     assert server.query("select l.lanname from pg_catalog.pg_proc p join pg_catalog.pg_language l on l.oid = p.prolang"
                         " where p.oid = '_c1.cleanupnodelock()'::regprocedure") == [("plpgsql",)]
+
+
+@pytest.mark.slony
+def test_the_kits_own_problems_are_named_beside_a_schema_it_does_not_patch(server):  # noqa: F811
+    server.query("create role app login")
+    add_stock_like_cluster(server, "_mine")
+    server.query("alter schema _mine owner to app")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    server.query("alter event trigger slony_nodelock_forget disable")
+
+    [(cluster, problems)] = server.query("select cluster, problems from slony_nodelock.verify()")
+
+    assert cluster == "_mine"
+    assert problems.startswith("the event trigger slony_nodelock_forget is missing or not enabled ALWAYS")
+    assert " | not patched: it has Slony's tables, but " in problems

@@ -121,6 +121,25 @@ def test_a_failing_repatch_warns_but_never_fails_update_functions(one_node):
     all_ok(server)
 
 
+def test_a_failing_repatch_still_warns_and_saves_slonys_function_without_its_wording_helpers(one_node):
+    server = one_node.node(1)
+    one_node.install_fix(1)
+    saved_before = server.query("select saved_at from slony_nodelock.stock_function where function_name = 'cleanupnodelock'")
+    server.query("alter function slony_nodelock.patched_source(name, name) rename to damaged;"
+                 "drop function slony_nodelock.cluster_label(name); drop function slony_nodelock.install_command(text)")
+
+    one_node.cluster.slonik(UPDATE_FUNCTIONS)  # raises if slonik fails
+
+    assert ("WARNING:  slony-nodelock: Slony's CREATE FUNCTION of cleanupnodelock() in database slony_test went "
+            "through, but schema _bed is NOT patched any more: re-patching it failed (function "
+            "slony_nodelock.patched_source(name, name) does not exist). slon here now runs Slony's stock "
+            "cleanupnodelock(), which can refuse to start after a reboot; patch again with: the kit's install.sql"
+            ) in server.logfile.read_text()
+    assert server.query("select saved_at from slony_nodelock.stock_function where function_name = 'cleanupnodelock'") > saved_before
+    assert server.query("select detail from slony_nodelock.repatch_log where not succeeded and command_tag = 'CREATE FUNCTION'"
+                        " limit 1") == [("function slony_nodelock.patched_source(name, name) does not exist",)]
+
+
 def test_a_recreated_sl_nodelock_is_flagged_and_install_gives_it_identity_recording_back(one_node):
     server = one_node.node(1)
     one_node.install_fix(1)

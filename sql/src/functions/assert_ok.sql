@@ -6,6 +6,16 @@
 -- Two functions rather than one with a default: releases up to 0.3.0 have assert_ok() without
 -- arguments, which a default would make ambiguous beside this one, and which an older install.sql
 -- run over this release recreates; replaced in place, it also keeps the GRANTs given on it.
+-- A build between releases had assert_ok(boolean DEFAULT false), whose default CREATE OR REPLACE
+-- cannot remove.
+DO $no_default$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.oid = pg_catalog.to_regprocedure('slony_nodelock.assert_ok(boolean)')
+                  AND p.pronargdefaults > 0) THEN
+        DROP FUNCTION slony_nodelock.assert_ok(boolean);
+    END IF;
+END
+$no_default$;
 CREATE OR REPLACE FUNCTION slony_nodelock.assert_ok(p_none_expected boolean)
 RETURNS int4
 LANGUAGE plpgsql STABLE

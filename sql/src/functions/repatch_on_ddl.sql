@@ -15,6 +15,9 @@ AS $fn$
 DECLARE
     v_cmd record;
     v_comment text;
+    v_error text;
+    v_label text;
+    v_fix text;
 BEGIN
     FOR v_cmd IN
         SELECT DISTINCT c.schema_name, c.command_tag, c.object_type, c.objid, p.proname AS function_name
@@ -53,24 +56,36 @@ BEGIN
         -- query_canceled too: a statement_timeout in Slony's session, or a cancel, ends the
         -- re-patch but must not fail Slony's command.
         EXCEPTION WHEN OTHERS OR query_canceled THEN
+            v_error := SQLERRM;
+            -- The words, from helpers a damaged kit may lack: failing here would skip saving below.
+            BEGIN
+                v_label := slony_nodelock.cluster_label(v_cmd.schema_name);
+            EXCEPTION WHEN OTHERS THEN
+                v_label := 'schema ' || pg_catalog.quote_ident(v_cmd.schema_name);
+            END;
+            BEGIN
+                v_fix := slony_nodelock.install_command();
+            EXCEPTION WHEN OTHERS THEN
+                v_fix := 'the kit''s install.sql';
+            END;
             IF v_cmd.command_tag = 'COMMENT' THEN
                 -- The function is still ours; only the comment uninstall would put back is older.
-                RAISE WARNING 'slony-nodelock: could not keep the comment Slony just gave %() of schema % for uninstall to put back (%); the cluster stays patched, nothing to do',
-                    v_cmd.function_name, pg_catalog.quote_ident(v_cmd.schema_name), SQLERRM;
+                RAISE WARNING 'slony-nodelock: could not keep the comment Slony just gave %() of % for uninstall to put back (%); the cluster stays patched, nothing to do',
+                    v_cmd.function_name, v_label, v_error;
             ELSE
                 RAISE WARNING 'slony-nodelock: Slony''s % of %() in database % went through, but % is NOT patched any more: re-patching it failed (%). %; patch again with: %',
                     v_cmd.command_tag, v_cmd.function_name, pg_catalog.quote_ident(pg_catalog.current_database()),
-                    slony_nodelock.cluster_label(v_cmd.schema_name), SQLERRM,
+                    v_label, v_error,
                     CASE v_cmd.function_name
                         WHEN 'cleanupnodelock' THEN 'slon here now runs Slony''s stock cleanupnodelock(), which can refuse to start after a reboot'
                         ELSE 'a failover here now runs Slony''s stock terminatenodeconnections(), which signals whatever holds a lock row''s PID' END,
-                    slony_nodelock.install_command();
+                    v_fix;
             END IF;
             BEGIN
                 -- Still remember what Slony just loaded, so that uninstall puts back this version.
                 PERFORM slony_nodelock.save_stock_function(v_cmd.schema_name, v_cmd.function_name);
                 INSERT INTO slony_nodelock.repatch_log (cluster_schema, command_tag, succeeded, detail)
-                VALUES (v_cmd.schema_name, v_cmd.command_tag, false, SQLERRM);
+                VALUES (v_cmd.schema_name, v_cmd.command_tag, false, v_error);
             EXCEPTION WHEN OTHERS OR query_canceled THEN
                 NULL;  -- the WARNING above already told the operator
             END;

@@ -77,8 +77,9 @@ BEGIN
         cluster := v_candidate.schema_name;
         IF NOT v_candidate.is_cluster THEN
             patched := false; failover_patched := false; logic_version := NULL; identity_recording := false; stock_saved := false;
-            problems := pg_catalog.format('not patched: it has Slony''s tables, but %s; if Slony made it, ALTER SCHEMA %I OWNER TO a superuser, then %s',
-                                          v_candidate.why_not, cluster, v_install);
+            problems := pg_catalog.array_to_string(v_kit_problems || pg_catalog.format(
+                            'not patched: it has Slony''s tables, but %s; if Slony made it, ALTER SCHEMA %I OWNER TO a superuser, then %s',
+                            v_candidate.why_not, cluster, v_install), ' | ');
             v_rows := v_rows + 1;
             RETURN NEXT;
             CONTINUE;
