@@ -192,52 +192,59 @@ def test_what_the_guard_refuses_is_refused_at_once_not_after_a_lock_wait(server)
         assert fingerprint(server) == before
 
 
-def wait_until_retrying(server, script: subprocess.Popen) -> None:
-    """Until the script, finding a lock taken, sleeps before trying all its locks again."""
-    deadline = time.monotonic() + WITHIN
-    while not server.query("select 1 from pg_catalog.pg_stat_activity"
-                           " where application_name = 'psql' and wait_event = 'PgSleep'"):
-        assert script.poll() is None, script.communicate()
-        assert time.monotonic() < deadline, "the script never waited for the lock"
-        time.sleep(0.02)
-
-
-def test_an_upgrade_with_a_migration_never_deadlocks_with_a_slon_cleanup_in_progress(
-        release_0_2_0_install_sql, server):  # noqa: F811
-    """Migration 0003 alters the kit's table lock_identity. A slon cleanup reads it after locking
-    its sl_nodelock rows, and then deletes or inserts a lock row: had the upgrade
-    taken sl_nodelock in SHARE ROW EXCLUSIVE and then waited for lock_identity, slon's write
-    and the upgrade would wait for each other, and one of them would die of a deadlock."""
-    add_stock_like_cluster(server, "_c")
+def upgrade_during_a_cleanup(server, release_0_2_0_sql: str, cleaning: str, then: list[str]) -> str:
+    """Install release 0.2.0, open a slon-like transaction holding what a cleanup of the cluster
+    cleaning holds half-way (its rows FOR UPDATE: ROW SHARE on its sl_nodelock; then the records
+    read: ACCESS SHARE on lock_identity, before any delete), start today's install.sql (a pending
+    migration: it alters lock_identity), let it find a lock taken and retry, then run the
+    statements then in the transaction, as the cleanup would go on, and commit. Returns psql's
+    stderr after asserting that the upgrade succeeded."""
     old_install = server.home / "install-0.2.0.sql"
-    old_install.write_text(release_0_2_0_install_sql)
+    old_install.write_text(release_0_2_0_sql)
     assert server.psql_file(old_install).returncode == 0
+    argv = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-v", "lock_timeout=20s", "-d", server.conninfo(),
+            "-f", str(INSTALL_SQL)]
     with server.connect(application_name="slon.local_listen") as slon:
         slon.execute("set statement_timeout = '20s'")
         slon.execute("begin")
-        # What any cleanup holds half-way: its rows locked FOR UPDATE (ROW SHARE on sl_nodelock),
-        # then the records read (ACCESS SHARE on lock_identity), before any delete.
-        slon.execute('select from "_c".sl_nodelock for update')
+        slon.execute(f"select from {cleaning}.sl_nodelock for update")
         slon.execute("select from slony_nodelock.lock_identity")
-        argv = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-v", "lock_timeout=20s", "-d", server.conninfo(),
-                "-f", str(INSTALL_SQL)]
         with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/") as upgrade:
             try:
-                wait_until_retrying(server, upgrade)
-
-                # slon's start-up, as cleanupNodelock() is followed by taking its own lock.
-                slon.execute("insert into \"_c\".sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())")
+                deadline = time.monotonic() + WITHIN
+                # Until it finds a lock taken: it waits for it, or sleeps before trying again.
+                while not server.query("select 1 from pg_catalog.pg_stat_activity where application_name = 'psql'"
+                                       " and (wait_event = 'PgSleep' or wait_event_type = 'Lock')"):
+                    assert upgrade.poll() is None, upgrade.communicate()
+                    assert time.monotonic() < deadline, "the upgrade never waited for the cleanup"
+                    time.sleep(0.02)
+                for statement in then:
+                    slon.execute(statement)
                 slon.execute("commit")
                 _, errors = upgrade.communicate(timeout=PSQL_DEADLINE)
             finally:
                 if upgrade.poll() is None:
                     upgrade.kill()
-        assert upgrade.returncode == 0, errors
-        assert "deadlock" not in errors
-        assert server.query("select nl_backendpid from \"_c\".sl_nodelock") == [(slon.info.backend_pid,)]
+    assert upgrade.returncode == 0, errors
+    assert "deadlock detected" not in server.logfile.read_text()
+    return errors
+
+
+def test_an_upgrade_with_a_migration_never_deadlocks_with_a_slon_cleanup_in_progress(
+        release_0_2_0_install_sql, server):  # noqa: F811
+    """Migration 0003 alters the kit's table lock_identity. A slon cleanup reads it after locking
+    its sl_nodelock rows, and then deletes or inserts a lock row: had the upgrade taken sl_nodelock
+    in SHARE ROW EXCLUSIVE and then waited for lock_identity, slon's write and the upgrade would
+    wait for each other, and one of them would die of a deadlock."""
+    add_stock_like_cluster(server, "_c")
+
+    # slon's start-up, as cleanupNodelock() is followed by taking its own lock.
+    upgrade_during_a_cleanup(server, release_0_2_0_install_sql, '"_c"',
+                             ['insert into "_c".sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())'])
+
+    assert server.query('select nl_nodeid, nl_conncnt from "_c".sl_nodelock') == [(1, 0)]
     assert server.query("select slony_nodelock.version()")[0][0] != "0.2.0"
     assert server.query("select cluster, patched, problems from slony_nodelock.verify()") == [("_c", True, None)]
-    assert "deadlock detected" not in server.logfile.read_text()
 
 
 def test_uninstall_gives_up_on_a_reader_of_the_kits_tables_in_one_line(server):
@@ -264,28 +271,10 @@ def test_an_upgrade_never_deadlocks_with_a_cleanup_that_reads_another_clusters_l
     other."""
     for schema in ("_a", "_z"):
         add_stock_like_cluster(server, schema)
-    old_install = server.home / "install-0.2.0.sql"
-    old_install.write_text(release_0_2_0_install_sql)
-    assert server.psql_file(old_install).returncode == 0
-    with server.connect(application_name="slon.local_listen") as slon:
-        slon.execute("set statement_timeout = '20s'")
-        slon.execute("begin")
-        slon.execute('select from "_z".sl_nodelock for update')
-        slon.execute("select from slony_nodelock.lock_identity")
-        argv = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-v", "lock_timeout=20s", "-d", server.conninfo(),
-                "-f", str(INSTALL_SQL)]
-        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/") as upgrade:
-            try:
-                wait_until_retrying(server, upgrade)
 
-                slon.execute('select from "_a".sl_nodelock')
-                slon.execute("insert into \"_z\".sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())")
-                slon.execute("commit")
-                _, errors = upgrade.communicate(timeout=PSQL_DEADLINE)
-            finally:
-                if upgrade.poll() is None:
-                    upgrade.kill()
-        assert upgrade.returncode == 0, errors
+    upgrade_during_a_cleanup(server, release_0_2_0_install_sql, '"_z"',
+                             ['select from "_a".sl_nodelock',
+                              'insert into "_z".sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())'])
+
     assert server.query("select cluster, patched, problems from slony_nodelock.verify()") == [
         ("_a", True, None), ("_z", True, None)]
-    assert "deadlock detected" not in server.logfile.read_text()
