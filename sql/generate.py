@@ -2,9 +2,10 @@
 """Builds sql/install.sql and sql/uninstall.sql from their sources; `--check` fails if the
 committed files differ from what the sources give now.
 
-Sources: sql/src/*.sql (preamble, guard, locks, bootstrap; event_triggers and patch last), sql/src/functions/*.sql (one function each),
-migrations/NNNN_*.sql (each wrapped so that it runs once), and the Python under plpython/, which
-is pasted where a `#@embed PATH` line stands.
+Sources: sql/src/*.sql (preamble, guard, locks, bootstrap; event_triggers and patch last),
+sql/src/functions/*.sql (one function each), migrations/NNNN_*.sql (each wrapped so that it runs
+once), the Python under plpython/, which is pasted where a `#@embed PATH` line stands, and the
+expressions of sql/src/expressions/, written in where a source says @name(argument)@.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ MIGRATIONS_LINE = re.compile(r"^Migrations: (.*)$", re.M)
 PY_TAG = "slony_nodelock_py"
 MIGRATION_TAG = "slony_nodelock_migration"
 EMBED = re.compile(r"^#@embed (\S+)$", re.M)
+# @name(argument)@: the expression sql/src/expressions/name.sql with @ARG@ set to the argument.
+EXPRESSION = re.compile(r"@([a-z_]+)\(([^()@]*)\)@")
 # Lines of a plpython/ module that only make sense when it is imported as a package.
 DROP_WHEN_EMBEDDED = re.compile(r"^.*# embed: drop\n", re.M)
 CALLED_BY_SQL_FUNCTIONS = ("logic_source.sql", "cluster_candidates.sql", "patched_functions.sql")
@@ -101,8 +104,16 @@ def migration_calls(upto: int | None = None) -> str:
     return "\n".join(calls) + "\n"
 
 
+def expression(match: re.Match) -> str:
+    source = SRC / "expressions" / f"{match.group(1)}.sql"
+    if not source.exists():
+        raise SystemExit(f"generate: no expression {source.relative_to(ROOT)} for {match.group(0)}")
+    return source.read_text().strip().replace("@ARG@", match.group(2))
+
+
 def substitute(text: str, latest: int | None = None) -> str:
-    text = EMBED.sub(embedded, text)
+    # Expressions first, so that nothing in the pasted Python can be taken for one.
+    text = EMBED.sub(embedded, EXPRESSION.sub(expression, text))
     return (
         text.replace("@VERSION@", version())
         .replace("@MIN_SERVER_VERSION_NUM@", str(MIN_SERVER_VERSION_NUM))
@@ -110,8 +121,6 @@ def substitute(text: str, latest: int | None = None) -> str:
         .replace("@LATEST_MIGRATION@", str(latest or len(migrations())))
         .replace("@PY@", PY_TAG)
         .replace("@SHARE_DIR@", SHARE_DIR)
-        .replace("@INSTALL_SCRIPT@", f"{SHARE_DIR}/install.sql")
-        .replace("@UNINSTALL_SCRIPT@", f"{SHARE_DIR}/uninstall.sql")
     )
 
 
@@ -165,11 +174,7 @@ def build() -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if the committed files are stale")
-    parser.add_argument("--share-dir", action="store_true", help="print where make install puts the scripts")
     args = parser.parse_args()
-    if args.share_dir:
-        print(SHARE_DIR)
-        return 0
     stale = []
     for name, text in build().items():
         path = ROOT / "sql" / name

@@ -19,6 +19,8 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 
 -- Refuse, before changing anything, what we cannot install into.
 DO $guard$
+DECLARE
+    v_major constant int4 := pg_catalog.current_setting('server_version_num')::int4 / 10000;
 BEGIN
     IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
         RAISE EXCEPTION 'slony-nodelock: % is not a superuser; run the script as postgres or another superuser', current_user;
@@ -35,9 +37,7 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_available_extensions WHERE name = 'plpython3u') THEN
         RAISE EXCEPTION 'slony-nodelock: PL/Python (plpython3u) is not available to this PostgreSQL %; nothing changed. Install the package postgresql-plpython3-% (Debian, Ubuntu; postgresql%-plpython3 on RHEL) where the server runs (on its machine, or in its container image), then run the script again',
-            pg_catalog.current_setting('server_version_num')::int4 / 10000,
-            pg_catalog.current_setting('server_version_num')::int4 / 10000,
-            pg_catalog.current_setting('server_version_num')::int4 / 10000;
+            v_major, v_major, v_major;
     END IF;
 END
 $guard$;
@@ -731,14 +731,18 @@ def _prepared(plpy, plans, name, query, types=()):
     return plans[name]
 
 
+def _current_user(plpy):
+    """The role running this, for messages that name it (asked only when one is raised)."""
+    return plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
+
+
 def _lock_rows(plpy, plan, arguments, refusal, cluster):
     """plan's lock rows, FOR UPDATE; a role that may not lock them gets one line, refusal, naming
     it and the cluster, as Slony's own functions need a superuser too (killBackend)."""
     try:
         return plpy.execute(plan, arguments)
     except plpy.spiexceptions.InsufficientPrivilege:
-        user = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
-        fail(plpy, refusal % (quoted(user), cluster_label(cluster)), "42501")
+        fail(plpy, refusal % (quoted(_current_user(plpy)), cluster_label(cluster)), "42501")
     except plpy.spiexceptions.ReadOnlySqlTransaction:
         if plpy.execute("select pg_catalog.pg_is_in_recovery() as r")[0]["r"]:
             fail(plpy, "%s is on a hot standby here, where no lock can be changed; nothing changed: "
@@ -832,9 +836,7 @@ def _judged(plpy, plans, cluster, locks):
     listed = set(b["pid"] for b in backends)
     described, unknown = os_processes([pid for pid in pids if pid not in listed])
     # Named only when pg_stat_activity hides something from it: one query fewer per cleanup.
-    role = None
-    if any(b["backend_type"] is None for b in backends):
-        role = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
+    role = _current_user(plpy) if any(b["backend_type"] is None for b in backends) else None
     judged = judge(locks, records, backends, plans["caller"], plans["database"], cluster, described, role)
     return judged, backends, records, described, unknown
 
@@ -1112,17 +1114,18 @@ AS $fn$ SELECT slony_nodelock.assert_ok(false) $fn$;
 COMMENT ON FUNCTION slony_nodelock.assert_ok() IS 'slony-nodelock: raise unless every cluster is patched and well, and unless there is one';
 
 -- 'cluster "prod" (schema "_prod")': how every message names a cluster, with the name slonik's
--- scripts and slon's logs use and the schema Slony made for it. liveness.cluster_label() words it
--- the same way in Python (tests/test_messages.py checks that they agree).
+-- scripts and slon's logs use and the schema Slony made for it (sql/src/expressions/, also written
+-- in where no function may be called). liveness.cluster_label() words it the same way in Python
+-- (tests/test_messages.py checks that they agree).
 CREATE OR REPLACE FUNCTION slony_nodelock.cluster_label(p_schema name)
 RETURNS text
 LANGUAGE sql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT pg_catalog.format('cluster "%s" (schema "%s")',
-               pg_catalog.replace(CASE WHEN p_schema LIKE '\_%' AND pg_catalog.length(p_schema) > 1
-                                       THEN pg_catalog.substr(p_schema, 2) ELSE p_schema END, '"', '""'),
-               pg_catalog.replace(p_schema, '"', '""'))
+    pg_catalog.replace(CASE WHEN p_schema LIKE '\_%' AND pg_catalog.length(p_schema) > 1
+                            THEN pg_catalog.substr(p_schema, 2) ELSE p_schema END, '"', '""'),
+    pg_catalog.replace(p_schema, '"', '""'))
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.cluster_label(name) IS 'slony-nodelock: how messages name a cluster';
 
@@ -1207,18 +1210,16 @@ BEGIN
         IF v_dropped.object_type = 'table' THEN
             DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.schema_name;
         ELSIF v_dropped.schema_name IN (SELECT c FROM slony_nodelock.clusters() c) THEN
-            -- The words, from helpers that a damaged kit may lack: a message that fails would undo
-            -- the restore below, and slon could not start.
-            BEGIN
-                v_label := slony_nodelock.cluster_label(v_dropped.schema_name);
-            EXCEPTION WHEN OTHERS THEN
-                v_label := 'schema ' || pg_catalog.quote_ident(v_dropped.schema_name);
-            END;
-            BEGIN
-                v_fix := slony_nodelock.install_command();
-            EXCEPTION WHEN OTHERS THEN
-                v_fix := 'the kit''s install.sql';
-            END;
+            -- The words by the expressions, not the functions, which a damaged kit may lack: a
+            -- message that fails would undo the restore below, and slon could not start.
+            v_label := pg_catalog.format('cluster "%s" (schema "%s")',
+    pg_catalog.replace(CASE WHEN v_dropped.schema_name LIKE '\_%' AND pg_catalog.length(v_dropped.schema_name) > 1
+                            THEN pg_catalog.substr(v_dropped.schema_name, 2) ELSE v_dropped.schema_name END, '"', '""'),
+    pg_catalog.replace(v_dropped.schema_name, '"', '""'));
+            v_fix := pg_catalog.format('psql -v ON_ERROR_STOP=1 -d %s -f /usr/share/slony-nodelock/%s',
+    CASE WHEN pg_catalog.current_database() ~ '^[A-Za-z0-9_@%+=:,./-]+$' THEN pg_catalog.current_database()::text
+         ELSE '''' || pg_catalog.replace(pg_catalog.current_database(), '''', '''"''"''') || '''' END,
+    'install.sql');
             v_without := CASE v_dropped.function_name WHEN 'cleanupnodelock' THEN 'slon cannot start on this node'
                               ELSE 'a failover cannot run on this node' END;
             v_with := CASE v_dropped.function_name WHEN 'cleanupnodelock' THEN 'slon keeps working'
@@ -1272,17 +1273,17 @@ REVOKE EXECUTE ON FUNCTION slony_nodelock.forget_truncated_locks() FROM PUBLIC;
 -- repairs) in this database: what messages tell the operator to run. The path is where make
 -- install puts the scripts. The database name is quoted for a POSIX shell as Python's
 -- shlex.quote() does (plpy_glue.install_command() uses that), since the command is meant to be
--- pasted into one: bare when it holds only safe characters, else in single quotes.
+-- pasted into one: bare when it holds only safe characters, else in single quotes. The expression
+-- is sql/src/expressions/install_command.sql, also written in where no function may be called.
 CREATE OR REPLACE FUNCTION slony_nodelock.install_command(p_script text DEFAULT 'install.sql')
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT pg_catalog.format('psql -v ON_ERROR_STOP=1 -d %s -f /usr/share/slony-nodelock/%s',
-               CASE WHEN d.name ~ '^[A-Za-z0-9_@%+=:,./-]+$' THEN d.name
-                    ELSE '''' || pg_catalog.replace(d.name, '''', '''"''"''') || '''' END,
-               p_script)
-      FROM (SELECT pg_catalog.current_database()::text AS name) d
+    CASE WHEN pg_catalog.current_database() ~ '^[A-Za-z0-9_@%+=:,./-]+$' THEN pg_catalog.current_database()::text
+         ELSE '''' || pg_catalog.replace(pg_catalog.current_database(), '''', '''"''"''') || '''' END,
+    p_script)
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.install_command(text) IS 'slony-nodelock: the psql command that runs one of the kit''s scripts here';
 
@@ -1581,17 +1582,16 @@ BEGIN
         -- re-patch but must not fail Slony's command.
         EXCEPTION WHEN OTHERS OR query_canceled THEN
             v_error := SQLERRM;
-            -- The words, from helpers a damaged kit may lack: failing here would skip saving below.
-            BEGIN
-                v_label := slony_nodelock.cluster_label(v_cmd.schema_name);
-            EXCEPTION WHEN OTHERS THEN
-                v_label := 'schema ' || pg_catalog.quote_ident(v_cmd.schema_name);
-            END;
-            BEGIN
-                v_fix := slony_nodelock.install_command();
-            EXCEPTION WHEN OTHERS THEN
-                v_fix := 'the kit''s install.sql';
-            END;
+            -- The words by the expressions, not the functions, which a damaged kit may lack:
+            -- failing here would skip saving below.
+            v_label := pg_catalog.format('cluster "%s" (schema "%s")',
+    pg_catalog.replace(CASE WHEN v_cmd.schema_name LIKE '\_%' AND pg_catalog.length(v_cmd.schema_name) > 1
+                            THEN pg_catalog.substr(v_cmd.schema_name, 2) ELSE v_cmd.schema_name END, '"', '""'),
+    pg_catalog.replace(v_cmd.schema_name, '"', '""'));
+            v_fix := pg_catalog.format('psql -v ON_ERROR_STOP=1 -d %s -f /usr/share/slony-nodelock/%s',
+    CASE WHEN pg_catalog.current_database() ~ '^[A-Za-z0-9_@%+=:,./-]+$' THEN pg_catalog.current_database()::text
+         ELSE '''' || pg_catalog.replace(pg_catalog.current_database(), '''', '''"''"''') || '''' END,
+    'install.sql');
             IF v_cmd.command_tag = 'COMMENT' THEN
                 -- The function is still ours; only the comment uninstall would put back is older.
                 RAISE WARNING 'slony-nodelock: could not keep the comment Slony just gave %() of % for uninstall to put back (%); the cluster stays patched, nothing to do',
@@ -1758,11 +1758,14 @@ BEGIN
     END IF;
     RETURN NULL;
 EXCEPTION WHEN OTHERS THEN
-    -- The cluster named as slony_nodelock.cluster_label() does, without calling it: this handler
-    -- must not fail, or slon's write fails with it.
-    RAISE WARNING 'slony-nodelock: could not record who took lock row (node %, conncnt %) of cluster "%" (schema "%") (%); slon''s write went through, and the row will be judged as unrecorded; the cause and its fix: select * from slony_nodelock.verify()',
+    -- The cluster named by the expression, not the function: this handler must not fail, or
+    -- slon's write fails with it.
+    RAISE WARNING 'slony-nodelock: could not record who took lock row (node %, conncnt %) of % (%); slon''s write went through, and the row will be judged as unrecorded; the cause and its fix: select * from slony_nodelock.verify()',
         COALESCE(NEW.nl_nodeid, OLD.nl_nodeid), COALESCE(NEW.nl_conncnt, OLD.nl_conncnt),
-        pg_catalog.replace(CASE WHEN TG_TABLE_SCHEMA LIKE '\_%' AND pg_catalog.length(TG_TABLE_SCHEMA) > 1 THEN pg_catalog.substr(TG_TABLE_SCHEMA, 2) ELSE TG_TABLE_SCHEMA END, '"', '""'), pg_catalog.replace(TG_TABLE_SCHEMA, '"', '""'), SQLERRM;
+        pg_catalog.format('cluster "%s" (schema "%s")',
+    pg_catalog.replace(CASE WHEN TG_TABLE_SCHEMA LIKE '\_%' AND pg_catalog.length(TG_TABLE_SCHEMA) > 1
+                            THEN pg_catalog.substr(TG_TABLE_SCHEMA, 2) ELSE TG_TABLE_SCHEMA END, '"', '""'),
+    pg_catalog.replace(TG_TABLE_SCHEMA, '"', '""')), SQLERRM;
     RETURN NULL;
 END
 $fn$;
@@ -1796,24 +1799,27 @@ DECLARE
     v_fn record;
     v_patch record;
     v_ours boolean;
+    v_saved boolean;
     v_found text[];
     v_kit_problems text[] := '{}';
     v_trigger_owner record;
-    v_install text;
-    v_reinstall text;
+    -- What repairs most problems: install.sql recreates every function, trigger and patch. By the
+    -- expressions, not the functions, so that a damaged kit is still reported.
+    v_install constant text := 'run: ' || pg_catalog.format('psql -v ON_ERROR_STOP=1 -d %s -f /usr/share/slony-nodelock/%s',
+    CASE WHEN pg_catalog.current_database() ~ '^[A-Za-z0-9_@%+=:,./-]+$' THEN pg_catalog.current_database()::text
+         ELSE '''' || pg_catalog.replace(pg_catalog.current_database(), '''', '''"''"''') || '''' END,
+    'install.sql');
+    v_reinstall constant text := pg_catalog.format('reinstall: %s, then %s', pg_catalog.format('psql -v ON_ERROR_STOP=1 -d %s -f /usr/share/slony-nodelock/%s',
+    CASE WHEN pg_catalog.current_database() ~ '^[A-Za-z0-9_@%+=:,./-]+$' THEN pg_catalog.current_database()::text
+         ELSE '''' || pg_catalog.replace(pg_catalog.current_database(), '''', '''"''"''') || '''' END,
+    'uninstall.sql'),
+                                                   pg_catalog.format('psql -v ON_ERROR_STOP=1 -d %s -f /usr/share/slony-nodelock/%s',
+    CASE WHEN pg_catalog.current_database() ~ '^[A-Za-z0-9_@%+=:,./-]+$' THEN pg_catalog.current_database()::text
+         ELSE '''' || pg_catalog.replace(pg_catalog.current_database(), '''', '''"''"''') || '''' END,
+    'install.sql'));
     v_update_functions constant text := 'run slonik "update functions" for this node (the kit patches and saves what it loads)';
     v_rows int4 := 0;
 BEGIN
-    -- What repairs most problems: install.sql recreates every function, trigger and patch. A
-    -- damaged kit may lack the helper that words the command: verify() still reports.
-    BEGIN
-        v_install := 'run: ' || slony_nodelock.install_command();
-        v_reinstall := pg_catalog.format('reinstall: %s, then %s', slony_nodelock.install_command('uninstall.sql'),
-                                         slony_nodelock.install_command());
-    EXCEPTION WHEN undefined_function THEN
-        v_install := 'run the kit''s install.sql';
-        v_reinstall := 'reinstall: run the kit''s uninstall.sql, then its install.sql';
-    END;
     -- What every cluster relies on: our records table, and trigger functions that can read it.
     IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = pg_catalog.to_regclass('slony_nodelock.lock_identity') AND NOT a.attisdropped
@@ -1863,6 +1869,8 @@ BEGIN
               FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
              WHERE p.oid = slony_nodelock.patched_function_oid(cluster, v_patch.function_name);
             v_ours := COALESCE(v_fn.lanname = 'plpython3u' AND v_fn.prosrc LIKE '# slony-nodelock %', false);
+            v_saved := EXISTS (SELECT FROM slony_nodelock.stock_function s
+                                WHERE s.cluster_schema = cluster AND s.function_name = v_patch.function_name);
             IF v_patch.function_name = 'cleanupnodelock' THEN
                 patched := v_ours;
                 logic_version := pg_catalog.substring(v_fn.prosrc, 'LOGIC_VERSION = "([^"]*)"');
@@ -1874,9 +1882,7 @@ BEGIN
                     WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is missing, so slon cannot start on this node; '
                     ELSE 'terminatenodeconnections() is missing, so a failover cannot run on this node; ' END
                     -- install.sql creates ours from Slony's saved copy; without one, only Slony can.
-                    || CASE WHEN EXISTS (SELECT FROM slony_nodelock.stock_function s
-                                          WHERE s.cluster_schema = cluster AND s.function_name = v_patch.function_name)
-                            THEN v_install ELSE v_update_functions END);
+                    || CASE WHEN v_saved THEN v_install ELSE v_update_functions END);
             ELSIF NOT v_ours THEN
                 v_found := v_found || (CASE v_patch.function_name
                     WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is Slony''s stock one, which judges a lock by kill(pid, 0) alone; '
@@ -1886,8 +1892,7 @@ BEGIN
                 v_found := v_found || pg_catalog.format('%s() comes from another slony-nodelock release than the installed %s; %s',
                                                         v_patch.function_name, slony_nodelock.version(), v_install);
             END IF;
-            IF NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
-                            WHERE s.cluster_schema = cluster AND s.function_name = v_patch.function_name) THEN
+            IF NOT v_saved THEN
                 -- Only Slony has its function's source; UPDATE FUNCTIONS loads it, and the re-patch
                 -- trigger saves it.
                 v_found := v_found || pg_catalog.format('Slony''s own %s() is not saved, so uninstall cannot put it back; %s',

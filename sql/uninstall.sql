@@ -153,9 +153,11 @@ BEGIN
                         FROM pg_catalog.pg_proc p
                        WHERE p.proname IN ('cleanupnodelock', 'terminatenodeconnections') AND p.prosrc LIKE '# slony-nodelock %'
                        ORDER BY 1, 2 LOOP
-            -- The label as slony_nodelock.cluster_label() words it, which went with the schema.
             RAISE WARNING 'slony-nodelock: the schema slony_nodelock is gone from database %, but % still runs the kit''s %() and Slony''s saved copy went with the schema; slon works, but uninstall cannot put Slony''s back: run slonik "update functions" for this node',
-                pg_catalog.quote_ident(pg_catalog.current_database()), pg_catalog.format('cluster "%s" (schema "%s")', pg_catalog.replace(CASE WHEN v_ours.cluster LIKE '\_%' AND pg_catalog.length(v_ours.cluster) > 1 THEN pg_catalog.substr(v_ours.cluster, 2) ELSE v_ours.cluster END, '"', '""'), pg_catalog.replace(v_ours.cluster, '"', '""')), v_ours.proname;
+                pg_catalog.quote_ident(pg_catalog.current_database()), pg_catalog.format('cluster "%s" (schema "%s")',
+    pg_catalog.replace(CASE WHEN v_ours.cluster LIKE '\_%' AND pg_catalog.length(v_ours.cluster) > 1
+                            THEN pg_catalog.substr(v_ours.cluster, 2) ELSE v_ours.cluster END, '"', '""'),
+    pg_catalog.replace(v_ours.cluster, '"', '""')), v_ours.proname;
         END LOOP;
         RAISE NOTICE 'slony-nodelock is not installed in database %; nothing to do', pg_catalog.quote_ident(pg_catalog.current_database());
         RETURN;
@@ -184,12 +186,18 @@ BEGIN
            INTO v_saved USING v_ours.nspname, v_ours.proname;
         IF v_saved.definition IS NULL THEN
             RAISE EXCEPTION 'slony-nodelock: Slony''s own %() of % was never saved, so uninstall cannot put it back; nothing changed, slon keeps running with the kit. Run slonik "update functions" for this node first (the kit saves what it loads), then uninstall again',
-                v_ours.proname, pg_catalog.format('cluster "%s" (schema "%s")', pg_catalog.replace(CASE WHEN v_ours.nspname LIKE '\_%' AND pg_catalog.length(v_ours.nspname) > 1 THEN pg_catalog.substr(v_ours.nspname, 2) ELSE v_ours.nspname END, '"', '""'), pg_catalog.replace(v_ours.nspname, '"', '""'));
+                v_ours.proname, pg_catalog.format('cluster "%s" (schema "%s")',
+    pg_catalog.replace(CASE WHEN v_ours.nspname LIKE '\_%' AND pg_catalog.length(v_ours.nspname) > 1
+                            THEN pg_catalog.substr(v_ours.nspname, 2) ELSE v_ours.nspname END, '"', '""'),
+    pg_catalog.replace(v_ours.nspname, '"', '""'));
         END IF;
         EXECUTE v_saved.definition;
         EXECUTE pg_catalog.format('ALTER FUNCTION %s OWNER TO %I', v_ours.fn, v_saved.owner);
         EXECUTE pg_catalog.format('COMMENT ON FUNCTION %s IS %L', v_ours.fn, v_saved.comment);
-        RAISE NOTICE 'slony-nodelock: restored Slony''s own %() in %', v_ours.proname, pg_catalog.format('cluster "%s" (schema "%s")', pg_catalog.replace(CASE WHEN v_ours.nspname LIKE '\_%' AND pg_catalog.length(v_ours.nspname) > 1 THEN pg_catalog.substr(v_ours.nspname, 2) ELSE v_ours.nspname END, '"', '""'), pg_catalog.replace(v_ours.nspname, '"', '""'));
+        RAISE NOTICE 'slony-nodelock: restored Slony''s own %() in %', v_ours.proname, pg_catalog.format('cluster "%s" (schema "%s")',
+    pg_catalog.replace(CASE WHEN v_ours.nspname LIKE '\_%' AND pg_catalog.length(v_ours.nspname) > 1
+                            THEN pg_catalog.substr(v_ours.nspname, 2) ELSE v_ours.nspname END, '"', '""'),
+    pg_catalog.replace(v_ours.nspname, '"', '""'));
     END LOOP;
     FOR v_table IN SELECT DISTINCT t.tgrelid::pg_catalog.regclass FROM pg_catalog.pg_trigger t
                     WHERE t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate') LOOP

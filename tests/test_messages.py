@@ -14,6 +14,7 @@ import pytest
 from psycopg import sql
 
 from slony_nodelock import liveness
+from notices import INSTALL_COMMAND
 from slonybed.bed import INSTALL_SQL
 from test_install import add_stock_like_cluster, server  # noqa: F401  (server is a fixture)
 
@@ -163,12 +164,11 @@ def test_the_drop_trigger_speaks_when_a_clusters_function_goes(server):  # noqa:
 
     assert said == [
         'slony-nodelock: cleanupnodelock() of cluster "c1" (schema "_c1") in database slony_test was dropped; slon '
-        "cannot start on this node until it is back: run "
-        'psql -v ON_ERROR_STOP=1 -d slony_test -f /usr/share/slony-nodelock/install.sql']
+        "cannot start on this node until it is back: run " + INSTALL_COMMAND]
 
 
 UPDATE_FUNCTIONS = 'run slonik "update functions" for this node (the kit patches and saves what it loads)'
-INSTALL = 'run: psql -v ON_ERROR_STOP=1 -d slony_test -f /usr/share/slony-nodelock/install.sql'
+INSTALL = "run: " + INSTALL_COMMAND
 
 
 def problems(server) -> str:
@@ -261,14 +261,13 @@ def test_a_dropped_failover_function_is_said_to_stop_failover_not_slon(server): 
 
     assert said == [
         'slony-nodelock: terminatenodeconnections() of cluster "c1" (schema "_c1") in database slony_test was '
-        "dropped; a failover cannot run on this node until it is back: run "
-        "psql -v ON_ERROR_STOP=1 -d slony_test -f /usr/share/slony-nodelock/install.sql"]
+        "dropped; a failover cannot run on this node until it is back: run " + INSTALL_COMMAND]
 
 
 @pytest.mark.slony
 def test_the_drop_trigger_restores_slonys_function_even_when_a_message_helper_is_gone(server):  # noqa: F811
-    """The words come from helpers; with one dropped, the WARNING must still come and Slony's
-    function must still be put back, or slon could not start."""
+    """With a wording function of the kit dropped, the WARNING must still come, in full, and
+    Slony's function must still be put back, or slon could not start."""
     add_stock_like_cluster(server, "_c1")
     assert server.psql_file(INSTALL_SQL).returncode == 0
     server.query("drop function slony_nodelock.cluster_label(name)")
@@ -276,8 +275,9 @@ def test_the_drop_trigger_restores_slonys_function_even_when_a_message_helper_is
     said = psql_notices(server, "drop extension plpython3u cascade;\n")
 
     assert [s for s in said if s.startswith("slony-nodelock: cleanupnodelock() of")] == [
-        "slony-nodelock: cleanupnodelock() of schema _c1 in database slony_test was dropped by a CASCADE; Slony's "
-        "own version is back so that slon keeps working, but the cluster is NOT patched until you run " + INSTALL.removeprefix("run: ")]
+        'slony-nodelock: cleanupnodelock() of cluster "c1" (schema "_c1") in database slony_test was dropped by a '
+        "CASCADE; Slony's own version is back so that slon keeps working, but the cluster is NOT patched until you "
+        "run " + INSTALL_COMMAND]
     assert server.query("select l.lanname from pg_catalog.pg_proc p join pg_catalog.pg_language l on l.oid = p.prolang"
                         " where p.oid = '_c1.cleanupnodelock()'::regprocedure") == [("plpgsql",)]
 

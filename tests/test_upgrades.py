@@ -131,10 +131,10 @@ def test_a_failing_repatch_still_warns_and_saves_slonys_function_without_its_wor
     one_node.cluster.slonik(UPDATE_FUNCTIONS)  # raises if slonik fails
 
     assert ("WARNING:  slony-nodelock: Slony's CREATE FUNCTION of cleanupnodelock() in database slony_test went "
-            "through, but schema _bed is NOT patched any more: re-patching it failed (function "
+            'through, but cluster "bed" (schema "_bed") is NOT patched any more: re-patching it failed (function '
             "slony_nodelock.patched_source(name, name) does not exist). slon here now runs Slony's stock "
-            "cleanupnodelock(), which can refuse to start after a reboot; patch again with: the kit's install.sql"
-            ) in server.logfile.read_text()
+            "cleanupnodelock(), which can refuse to start after a reboot; patch again with: "
+            "psql -v ON_ERROR_STOP=1 -d slony_test -f /usr/share/slony-nodelock/install.sql") in server.logfile.read_text()
     assert server.query("select saved_at from slony_nodelock.stock_function where function_name = 'cleanupnodelock'") > saved_before
     assert server.query("select detail from slony_nodelock.repatch_log where not succeeded and command_tag = 'CREATE FUNCTION'"
                         " limit 1") == [("function slony_nodelock.patched_source(name, name) does not exist",)]

@@ -109,14 +109,18 @@ def _prepared(plpy, plans, name, query, types=()):
     return plans[name]
 
 
+def _current_user(plpy):
+    """The role running this, for messages that name it (asked only when one is raised)."""
+    return plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
+
+
 def _lock_rows(plpy, plan, arguments, refusal, cluster):
     """plan's lock rows, FOR UPDATE; a role that may not lock them gets one line, refusal, naming
     it and the cluster, as Slony's own functions need a superuser too (killBackend)."""
     try:
         return plpy.execute(plan, arguments)
     except plpy.spiexceptions.InsufficientPrivilege:
-        user = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
-        fail(plpy, refusal % (quoted(user), cluster_label(cluster)), "42501")
+        fail(plpy, refusal % (quoted(_current_user(plpy)), cluster_label(cluster)), "42501")
     except plpy.spiexceptions.ReadOnlySqlTransaction:
         if plpy.execute("select pg_catalog.pg_is_in_recovery() as r")[0]["r"]:
             fail(plpy, "%s is on a hot standby here, where no lock can be changed; nothing changed: "
@@ -210,9 +214,7 @@ def _judged(plpy, plans, cluster, locks):
     listed = set(b["pid"] for b in backends)
     described, unknown = os_processes([pid for pid in pids if pid not in listed])
     # Named only when pg_stat_activity hides something from it: one query fewer per cleanup.
-    role = None
-    if any(b["backend_type"] is None for b in backends):
-        role = plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
+    role = _current_user(plpy) if any(b["backend_type"] is None for b in backends) else None
     judged = judge(locks, records, backends, plans["caller"], plans["database"], cluster, described, role)
     return judged, backends, records, described, unknown
 

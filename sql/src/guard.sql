@@ -1,5 +1,7 @@
 -- Refuse, before changing anything, what we cannot install into.
 DO $guard$
+DECLARE
+    v_major constant int4 := pg_catalog.current_setting('server_version_num')::int4 / 10000;
 BEGIN
     IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
         RAISE EXCEPTION 'slony-nodelock: % is not a superuser; run the script as postgres or another superuser', current_user;
@@ -16,9 +18,7 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_available_extensions WHERE name = 'plpython3u') THEN
         RAISE EXCEPTION 'slony-nodelock: PL/Python (plpython3u) is not available to this PostgreSQL %; nothing changed. Install the package postgresql-plpython3-% (Debian, Ubuntu; postgresql%-plpython3 on RHEL) where the server runs (on its machine, or in its container image), then run the script again',
-            pg_catalog.current_setting('server_version_num')::int4 / 10000,
-            pg_catalog.current_setting('server_version_num')::int4 / 10000,
-            pg_catalog.current_setting('server_version_num')::int4 / 10000;
+            v_major, v_major, v_major;
     END IF;
 END
 $guard$;

@@ -50,18 +50,10 @@ BEGIN
         IF v_dropped.object_type = 'table' THEN
             DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.schema_name;
         ELSIF v_dropped.schema_name IN (SELECT c FROM slony_nodelock.clusters() c) THEN
-            -- The words, from helpers that a damaged kit may lack: a message that fails would undo
-            -- the restore below, and slon could not start.
-            BEGIN
-                v_label := slony_nodelock.cluster_label(v_dropped.schema_name);
-            EXCEPTION WHEN OTHERS THEN
-                v_label := 'schema ' || pg_catalog.quote_ident(v_dropped.schema_name);
-            END;
-            BEGIN
-                v_fix := slony_nodelock.install_command();
-            EXCEPTION WHEN OTHERS THEN
-                v_fix := 'the kit''s install.sql';
-            END;
+            -- The words by the expressions, not the functions, which a damaged kit may lack: a
+            -- message that fails would undo the restore below, and slon could not start.
+            v_label := @cluster_label(v_dropped.schema_name)@;
+            v_fix := @install_command('install.sql')@;
             v_without := CASE v_dropped.function_name WHEN 'cleanupnodelock' THEN 'slon cannot start on this node'
                               ELSE 'a failover cannot run on this node' END;
             v_with := CASE v_dropped.function_name WHEN 'cleanupnodelock' THEN 'slon keeps working'

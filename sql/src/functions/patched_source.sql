@@ -11,7 +11,7 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 SELECT pg_catalog.concat_ws(E'\n',
     '# slony-nodelock @VERSION@: replaces Slony''s ' OPERATOR(pg_catalog.||) p_function OPERATOR(pg_catalog.||)
-        '(); uninstall with @UNINSTALL_SCRIPT@.',
+        '(); uninstall with @SHARE_DIR@/uninstall.sql.',
     'CLUSTER = bytes.fromhex(''' OPERATOR(pg_catalog.||)
         pg_catalog.encode(pg_catalog.convert_to(p_cluster::text, 'UTF8'), 'hex') OPERATOR(pg_catalog.||) ''').decode()',
     'if "slony_nodelock.entry" in SD:',

@@ -57,17 +57,10 @@ BEGIN
         -- re-patch but must not fail Slony's command.
         EXCEPTION WHEN OTHERS OR query_canceled THEN
             v_error := SQLERRM;
-            -- The words, from helpers a damaged kit may lack: failing here would skip saving below.
-            BEGIN
-                v_label := slony_nodelock.cluster_label(v_cmd.schema_name);
-            EXCEPTION WHEN OTHERS THEN
-                v_label := 'schema ' || pg_catalog.quote_ident(v_cmd.schema_name);
-            END;
-            BEGIN
-                v_fix := slony_nodelock.install_command();
-            EXCEPTION WHEN OTHERS THEN
-                v_fix := 'the kit''s install.sql';
-            END;
+            -- The words by the expressions, not the functions, which a damaged kit may lack:
+            -- failing here would skip saving below.
+            v_label := @cluster_label(v_cmd.schema_name)@;
+            v_fix := @install_command('install.sql')@;
             IF v_cmd.command_tag = 'COMMENT' THEN
                 -- The function is still ours; only the comment uninstall would put back is older.
                 RAISE WARNING 'slony-nodelock: could not keep the comment Slony just gave %() of % for uninstall to put back (%); the cluster stays patched, nothing to do',

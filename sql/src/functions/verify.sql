@@ -24,24 +24,18 @@ DECLARE
     v_fn record;
     v_patch record;
     v_ours boolean;
+    v_saved boolean;
     v_found text[];
     v_kit_problems text[] := '{}';
     v_trigger_owner record;
-    v_install text;
-    v_reinstall text;
+    -- What repairs most problems: install.sql recreates every function, trigger and patch. By the
+    -- expressions, not the functions, so that a damaged kit is still reported.
+    v_install constant text := 'run: ' || @install_command('install.sql')@;
+    v_reinstall constant text := pg_catalog.format('reinstall: %s, then %s', @install_command('uninstall.sql')@,
+                                                   @install_command('install.sql')@);
     v_update_functions constant text := 'run slonik "update functions" for this node (the kit patches and saves what it loads)';
     v_rows int4 := 0;
 BEGIN
-    -- What repairs most problems: install.sql recreates every function, trigger and patch. A
-    -- damaged kit may lack the helper that words the command: verify() still reports.
-    BEGIN
-        v_install := 'run: ' || slony_nodelock.install_command();
-        v_reinstall := pg_catalog.format('reinstall: %s, then %s', slony_nodelock.install_command('uninstall.sql'),
-                                         slony_nodelock.install_command());
-    EXCEPTION WHEN undefined_function THEN
-        v_install := 'run the kit''s install.sql';
-        v_reinstall := 'reinstall: run the kit''s uninstall.sql, then its install.sql';
-    END;
     -- What every cluster relies on: our records table, and trigger functions that can read it.
     IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = pg_catalog.to_regclass('slony_nodelock.lock_identity') AND NOT a.attisdropped
@@ -91,6 +85,8 @@ BEGIN
               FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
              WHERE p.oid = slony_nodelock.patched_function_oid(cluster, v_patch.function_name);
             v_ours := COALESCE(v_fn.lanname = 'plpython3u' AND v_fn.prosrc LIKE '# slony-nodelock %', false);
+            v_saved := EXISTS (SELECT FROM slony_nodelock.stock_function s
+                                WHERE s.cluster_schema = cluster AND s.function_name = v_patch.function_name);
             IF v_patch.function_name = 'cleanupnodelock' THEN
                 patched := v_ours;
                 logic_version := pg_catalog.substring(v_fn.prosrc, 'LOGIC_VERSION = "([^"]*)"');
@@ -102,9 +98,7 @@ BEGIN
                     WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is missing, so slon cannot start on this node; '
                     ELSE 'terminatenodeconnections() is missing, so a failover cannot run on this node; ' END
                     -- install.sql creates ours from Slony's saved copy; without one, only Slony can.
-                    || CASE WHEN EXISTS (SELECT FROM slony_nodelock.stock_function s
-                                          WHERE s.cluster_schema = cluster AND s.function_name = v_patch.function_name)
-                            THEN v_install ELSE v_update_functions END);
+                    || CASE WHEN v_saved THEN v_install ELSE v_update_functions END);
             ELSIF NOT v_ours THEN
                 v_found := v_found || (CASE v_patch.function_name
                     WHEN 'cleanupnodelock' THEN 'cleanupnodelock() is Slony''s stock one, which judges a lock by kill(pid, 0) alone; '
@@ -114,8 +108,7 @@ BEGIN
                 v_found := v_found || pg_catalog.format('%s() comes from another slony-nodelock release than the installed %s; %s',
                                                         v_patch.function_name, slony_nodelock.version(), v_install);
             END IF;
-            IF NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
-                            WHERE s.cluster_schema = cluster AND s.function_name = v_patch.function_name) THEN
+            IF NOT v_saved THEN
                 -- Only Slony has its function's source; UPDATE FUNCTIONS loads it, and the re-patch
                 -- trigger saves it.
                 v_found := v_found || pg_catalog.format('Slony''s own %s() is not saved, so uninstall cannot put it back; %s',
