@@ -11,7 +11,7 @@ import pytest
 
 from slonybed.bed import INSTALL_SQL
 from test_install import add_stock_like_cluster, server  # noqa: F401  (fixture)
-from test_upgrade_from_release import release_0_2_0_install_sql  # noqa: F401  (fixture)
+from test_upgrade_from_release import release_0_2_0_install_sql, run_release_0_2_0_install  # noqa: F401  (fixture)
 
 NO_CLUSTER = ("slony-nodelock: database slony_test holds no Slony cluster, so nothing was checked; connect to "
               "the node's database (psql -d DB), or call slony_nodelock.assert_ok(p_none_expected => true) "
@@ -81,9 +81,7 @@ def test_an_older_install_run_over_this_release_leaves_assert_ok_callable(
     a call without arguments must still find exactly one function."""
     add_stock_like_cluster(server, "_c")
     install(server)
-    old_install = server.home / "install-0.2.0.sql"
-    old_install.write_text(release_0_2_0_install_sql)
-    server.psql_file(old_install)  # refused or not, assert_ok() must stay callable
+    run_release_0_2_0_install(server, release_0_2_0_install_sql)  # refused or not, assert_ok() must stay callable
 
     assert server.query("select slony_nodelock.assert_ok()") == [(1,)]
 
@@ -91,9 +89,7 @@ def test_an_older_install_run_over_this_release_leaves_assert_ok_callable(
 def test_upgrading_a_release_with_the_zero_argument_assert_ok_leaves_it_unambiguous(
         release_0_2_0_install_sql, server):  # noqa: F811
     add_stock_like_cluster(server, "_c")
-    old_install = server.home / "install-0.2.0.sql"
-    old_install.write_text(release_0_2_0_install_sql)
-    result = server.psql_file(old_install)
+    result = run_release_0_2_0_install(server, release_0_2_0_install_sql)
     assert result.returncode == 0, result.stdout + result.stderr
     assert server.query(ASSERT_OK_FUNCTIONS) == [("slony_nodelock.assert_ok()",)]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from slonybed.bed import INSTALL_SQL, UNINSTALL_SQL
 from test_install import add_stock_like_cluster, fingerprint, server  # noqa: F401  (fixture)
-from test_upgrade_from_release import release_0_2_0_install_sql  # noqa: F401  (fixture)
+from test_upgrade_from_release import release_0_2_0_install_sql, run_release_0_2_0_install  # noqa: F401  (fixture)
 
 # psql must be done well before this; a script that waits for ever is killed here, and fails.
 PSQL_DEADLINE = 30
@@ -104,9 +104,7 @@ def test_install_on_a_fresh_database_gives_up_on_a_held_sl_nodelock_naming_the_w
 def test_an_upgrade_gives_up_on_a_held_sl_nodelock_and_leaves_the_old_release_in_place(
         release_0_2_0_install_sql, server):  # noqa: F811
     add_stock_like_cluster(server, "_c")
-    old_install = server.home / "install-0.2.0.sql"
-    old_install.write_text(release_0_2_0_install_sql)
-    result = server.psql_file(old_install)
+    result = run_release_0_2_0_install(server, release_0_2_0_install_sql)
     assert result.returncode == 0, result.stderr
     before = fingerprint(server)
     with holding(server, 'lock table "_c".sl_nodelock in row exclusive mode', "slon.local_listen") as writer:
@@ -199,9 +197,7 @@ def upgrade_during_a_cleanup(server, release_0_2_0_sql: str, cleaning: str, then
     migration: it alters lock_identity), let it find a lock taken and retry, then run the
     statements then in the transaction, as the cleanup would go on, and commit. Returns psql's
     stderr after asserting that the upgrade succeeded."""
-    old_install = server.home / "install-0.2.0.sql"
-    old_install.write_text(release_0_2_0_sql)
-    assert server.psql_file(old_install).returncode == 0
+    assert run_release_0_2_0_install(server, release_0_2_0_sql).returncode == 0
     argv = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-v", "lock_timeout=20s", "-d", server.conninfo(),
             "-f", str(INSTALL_SQL)]
     with server.connect(application_name="slon.local_listen") as slon:

@@ -54,6 +54,13 @@ def release_0_2_0_install_sql() -> str:
     return result.stdout
 
 
+def run_release_0_2_0_install(server, script: str):
+    """psql -f release 0.2.0's install.sql (script, from the fixture above) on a server of the bed."""
+    path = server.home / "install-0.2.0.sql"
+    path.write_text(script)
+    return server.psql_file(path)
+
+
 def live_backend(server, pid: int) -> bool:
     return bool(server.query("select 1 from pg_catalog.pg_stat_activity where pid = %s", (pid,)))
 
