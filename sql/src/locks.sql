@@ -1,6 +1,6 @@
--- Every lock the script needs, taken before anything changes, each waited for at most
--- lock_timeout: a lock that is not free in time fails the script in one line naming who holds it
--- (the same block opens install.sql and uninstall.sql; @LOCKS_FOR_UNINSTALL@ tells them apart).
+-- Every lock the script needs, taken before anything changes and within lock_timeout: a lock that
+-- is not free in time fails the script in one line naming who holds it (the same block opens
+-- install.sql and uninstall.sql; @LOCKS_FOR_UNINSTALL@ tells them apart).
 --
 -- First, one install or uninstall at a time in a database: a second waits here, then finds the
 -- kit installed; without it, two first installs collide on CREATE EXTENSION and CREATE SCHEMA.
@@ -17,9 +17,9 @@
 -- A pending migration alters the kit's tables, and uninstall drops them: ACCESS EXCLUSIVE on
 -- them. slon reaches them only through sl_nodelock (its cleanup reads them after locking its rows,
 -- the identity trigger writes them on its insert), so then every sl_nodelock is first locked
--- ACCESS EXCLUSIVE too, which waits for every slon transaction on it to end and lets no new one
--- start: with a weaker lock on sl_nodelock, a slon cleanup holding a read lock on a kit table and
--- then deleting a lock row would deadlock against the script.
+-- ACCESS EXCLUSIVE too, which no slon transaction on it may hold meanwhile: with a weaker lock on
+-- sl_nodelock, a slon cleanup holding a read lock on a kit table and then deleting a lock row
+-- would deadlock against the script.
 -- After the guard, which has refused (in one line, waiting for nothing) whoever may not take them.
 DO $locks$
 DECLARE
