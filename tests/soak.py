@@ -51,7 +51,7 @@ def main() -> int:
     ok = (kit.failed_starts, kit.double_slons, kit.live_locks_removed, kit.rows_lost) == (0, 0, 0, 0) \
         and not kit.failures
 
-    print(f"\nconcurrency, with the kit on both nodes:", flush=True)
+    print("\nconcurrency, with the kit on both nodes:", flush=True)
     with SlonyBed(nodes=2, cluster="soak") as bed:
         bed.build_replicating()
         both = install_twice_at_once(bed)

@@ -21,12 +21,12 @@ import re
 import signal
 import time
 from datetime import datetime
-from pathlib import Path
 
 from psycopg import sql
 
 from conftest import requires_pid_control
 from slonybed.bed import REPO
+from slonybed.processes import session_states
 from slonybed.slony import DUPLICATE_LOCK
 
 README = REPO / "README.md"
@@ -154,21 +154,6 @@ def wait_for(condition, what: str, timeout: float = 30):
         assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
         time.sleep(0.1)
     return value
-
-
-def session_states(session: int) -> dict[int, str]:
-    """{pid: state} of the processes in a session (/proc/PID/stat: state, ppid, pgrp, session)."""
-    states = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[3]) == session:
-                states[int(entry.name)] = fields[0]
-    return states
 
 
 def freeze_between_transactions(bed, slon, timeout: float = 60) -> list[tuple[int, str, str]]:

@@ -8,7 +8,7 @@
 # plpy is passed in rather than used as a global so that this file can also be imported with a
 # stand-in.
 from slony_nodelock.liveness import (  # embed: drop
-    LIVE, NO_SUCH_PROCESS, STALE, UNSURE, boot_time, cleanup_notice, cluster_label, command_line,  # embed: drop
+    LIVE, NO_SUCH_PROCESS, STALE, boot_time, cleanup_notice, cluster_label, command_line,  # embed: drop
     describe_process, describe_row, judge, printable, process_start, quoted, real_uid,  # embed: drop
     record_matches)  # embed: drop
 

@@ -43,13 +43,30 @@ def note_session(pid: int) -> None:
     started_sessions.append((pid, start_time(pid)))
 
 
-def start_time(pid: int) -> int | None:
-    """When a live process started (clock ticks since boot, /proc/PID/stat field 22), or None."""
+def _stat(pid: int) -> tuple[str, list[str]] | None:
+    """(command name, the fields after it) of /proc/PID/stat, or None if the process is gone: field
+    3 (the state) is the first of those. The name may hold spaces and parentheses, so the fields
+    are counted after its last ')'."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
+    return stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """When a live process started (clock ticks since boot, /proc/PID/stat field 22), or None."""
+    stat = _stat(pid)
+    return int(stat[1][19]) if stat else None
+
+
+def session_states(session: int) -> dict[int, str]:
+    """{pid: state letter (R, S, T, ...)} of the live processes in a session."""
+    states = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) and int(stat[1][3]) == session:
+            states[int(entry.name)] = stat[1][0]
+    return states
 
 
 def server_account() -> pwd.struct_passwd:
@@ -192,19 +209,18 @@ class Survivor:
 
 def process_info(pid: int) -> tuple[int, int, int, str] | None:
     """(uid, parent pid, session id, command line) of a live process, or None if it is gone."""
+    stat = _stat(pid)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
         uid = Path(f"/proc/{pid}").stat().st_uid
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    # The command name in field 2 may contain spaces; fields after the closing paren are fixed.
-    fields = stat[stat.rindex(")") + 2 :].split()
+    if stat is None:
+        return None
+    name, fields = stat
     parent, session = int(fields[1]), int(fields[3])
     args = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
-    if not args:
-        args = stat[stat.index("(") + 1 : stat.rindex(")")]
-    return uid, parent, session, args
+    return uid, parent, session, args or name
 
 
 def process_args(pid: int) -> str | None:
