@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Without python3-venv Debian's python3 lacks ensurepip, and `python3 -m venv` fails. git: a test
 # reads an old release's sql/install.sql from the checkout's history.
-DEBIAN_PACKAGES := python3 python3-venv git postgresql-plpython3-15 postgresql-15-slony1-2 slony1-2-bin
+DEBIAN_PACKAGES := python3 python3-venv git postgresql-plpython3-15 postgresql-15-slony1-2 slony1-2-bin pgbouncer
 PYTEST_ARGS ?=
 # pytest-xdist workers: the scenarios mostly wait on slon and on containers, so more workers than
 # cores; --maxschedchunk 1 hands each its first tests one pair at a time (see tests/conftest.py).

@@ -34,7 +34,7 @@ EMBED = re.compile(r"^#@embed (\S+)$", re.M)
 EXPRESSION = re.compile(r"@([a-z_]+)\(([^()@]*)\)@")
 # Lines of a plpython/ module that only make sense when it is imported as a package.
 DROP_WHEN_EMBEDDED = re.compile(r"^.*# embed: drop\n", re.M)
-CALLED_BY_SQL_FUNCTIONS = ("logic_source.sql", "cluster_candidates.sql", "patched_functions.sql")
+CALLED_BY_SQL_FUNCTIONS = ("logic_source.sql", "converts_to_utf8.sql", "cluster_candidates.sql", "patched_functions.sql")
 MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 

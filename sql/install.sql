@@ -103,7 +103,7 @@ BEGIN
     IF NOT v_exclusive AND pg_catalog.to_regclass('slony_nodelock.migration') IS NOT NULL THEN
         -- Dynamic: on a fresh database the table does not exist, and the query cannot be planned.
         EXECUTE 'SELECT COALESCE(pg_catalog.max(m.version), 0) < $1 FROM slony_nodelock.migration m'
-           INTO v_exclusive USING 3;
+           INTO v_exclusive USING 4;
     END IF;
     v_mode := CASE WHEN v_exclusive THEN 'ACCESS EXCLUSIVE' ELSE 'SHARE ROW EXCLUSIVE' END;
     v_tables := ARRAY(SELECT c.oid::pg_catalog.regclass
@@ -184,11 +184,11 @@ DECLARE
     v_newest int4 := (SELECT pg_catalog.max(version) FROM slony_nodelock.migration);
     v_installed text;
 BEGIN
-    IF v_newest > 3 THEN
+    IF v_newest > 4 THEN
         IF pg_catalog.to_regprocedure('slony_nodelock.version()') IS NOT NULL THEN
             EXECUTE 'SELECT slony_nodelock.version()' INTO v_installed;
         END IF;
-        RAISE EXCEPTION 'slony-nodelock: database % holds migration % (installed release: %), newer than this script, release 0.4.0, whose newest migration is 3; nothing changed. Install with the install.sql of release % or later; to go back to 0.4.0, run that release''s uninstall.sql first',
+        RAISE EXCEPTION 'slony-nodelock: database % holds migration % (installed release: %), newer than this script, release 0.4.0, whose newest migration is 4; nothing changed. Install with the install.sql of release % or later; to go back to 0.4.0, run that release''s uninstall.sql first',
             pg_catalog.quote_ident(pg_catalog.current_database()), v_newest, COALESCE(v_installed, 'unknown'), COALESCE(v_installed, 'unknown');
     END IF;
 END
@@ -296,6 +296,18 @@ ALTER TABLE slony_nodelock.stock_function DROP CONSTRAINT stock_function_pkey;
 ALTER TABLE slony_nodelock.stock_function ADD PRIMARY KEY (cluster_schema, function_name);
 COMMENT ON TABLE slony_nodelock.stock_function IS 'slony-nodelock: each cluster''s cleanupnodelock() and terminatenodeconnections() as Slony last installed them (pg_get_functiondef)';
 $slony_nodelock_migration$) AS migrated \gset
+SELECT pg_temp.slony_nodelock_migrate(4, '0004_identity_application_name', '0.5.0', '96bd7940bb44af584a1e853391cd7f165b50c01dec798e04f9cfaf877e0913b1',
+$slony_nodelock_migration$-- slony-nodelock migration 0004 (release 0.5.0): record the name the taker carried. Never edit
+-- once released; add a new step instead.
+
+-- slon names each connection once, as it opens it, and never renames it. Behind a session pooler
+-- (pgbouncer in session mode) the server backend that took a lock outlives slon: the pooler resets
+-- it (DISCARD ALL also resets application_name) and hands it to the next client, with the same
+-- PID and start time as the record. A holder that no longer carries the name it took the lock
+-- with is no longer the session that took it. Records made by earlier releases have none.
+ALTER TABLE slony_nodelock.lock_identity ADD COLUMN application_name text;
+COMMENT ON COLUMN slony_nodelock.lock_identity.application_name IS 'application_name of the backend when it took the row';
+$slony_nodelock_migration$) AS migrated \gset
 
 -- The Python of slony-nodelock, the one copy in the catalog: the liveness decision and its
 -- database glue, pasted from plpython/ by sql/generate.py. Each cluster's replacement
@@ -321,14 +333,17 @@ SELECT $slony_nodelock_py$
 # Inputs are mappings, the shape plpy.execute() and psycopg's dict_row both return:
 #   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid", "xmin"}; xmin names the row version
 #   identity:  {"cluster", "nl_nodeid", "nl_conncnt", "pid", "backend_start", "row_xmin",
-#              "adopted", "proves_taken"}, recorded by a trigger when the row version row_xmin was
+#              "application_name", "adopted", "proves_taken"}, recorded by a trigger when the row
+#              version row_xmin was
 #              inserted into the cluster's sl_nodelock (row_xmin None: made by 0.2.0 or earlier,
 #              before records were bound to a row version), or by install's adoption (adopted:
 #              a judgement, not a sighting). proves_taken (another cluster's records only; for
 #              this cluster's, judge() tells from the rows): made by the trigger, and its row is
 #              still there as recorded, so the backend took that row and no other.
-#   backend:   {"pid", "datname", "backend_type", "application_name", "backend_start"},
-#              one per row of pg_stat_activity
+#   backend:   {"pid", "datid", "datname", "backend_type", "application_name", "backend_start"},
+#              one per row of pg_stat_activity; datid is the database's OID, which is what is
+#              compared, and datname its name for messages only (escaped where it is not valid
+#              text: see plpy_glue.RAW), or None
 # backend_start values are microseconds since the epoch and xmin values transaction ids, both
 # integers: exact, and cheap to compare.
 
@@ -414,6 +429,13 @@ def printable(text):
     return "".join(ch if " " <= ch <= "~" else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+def program_name(stat_text):
+    """The process's program, as the kernel names it (/proc/<pid>/stat field 2: the executable's
+    base name, at most 15 bytes), made printable. Messages name only this: a command line can
+    carry secrets (a --password=...), and messages go to every log; status() alone shows more."""
+    return printable(stat_text[stat_text.index("(") + 1:stat_text.rindex(")")])
+
+
 def command_line(cmdline_bytes, stat_text):
     """What ps shows, made printable and cut at MAX_COMMAND characters: the arguments joined by
     spaces, or [name] for a process without any."""
@@ -421,14 +443,15 @@ def command_line(cmdline_bytes, stat_text):
     if arguments:
         command = printable(b" ".join(arguments).decode("utf-8", "backslashreplace"))
     else:
-        command = "[%s]" % printable(stat_text[stat_text.index("(") + 1:stat_text.rindex(")")])
+        command = "[%s]" % program_name(stat_text)
     if len(command) > MAX_COMMAND:
         command = command[:MAX_COMMAND - 3] + "..."
     return command
 
 
 def describe_process(command, user, started):
-    """'"svlogd -tt ./main" (user postgres, started 2026-11-28 09:52:59 UTC)', for messages."""
+    """'"svlogd" (user postgres, started 2026-11-28 09:52:59 UTC)', for messages (command: the program
+    name), or with the whole command line for status()."""
     return '"%s" (user %s, started %s)' % (command, printable(user), moment(started, precise=False))
 
 
@@ -484,7 +507,9 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
     that this very backend (same PID and start time) is recorded to have taken, or is None.
     os_process says what the PID is on the database host when it is no backend (see
     describe_process, or NO_SUCH_PROCESS), or is None when that is unknown. role is the role
-    judging, named when pg_stat_activity hides what it needs.
+    judging, named when pg_stat_activity hides what it needs. database is the OID of the
+    database the cleanup runs in: names are for people, and another database's name need not
+    even be valid text here.
     """
     pid = row["nl_backendpid"]
     if pid is None or pid <= 0:
@@ -502,7 +527,16 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
         if os_process is not None:
             return STALE, "pid %d is now %s, which is no backend of this server" % (pid, os_process)
         return STALE, "pid %d is no backend of this server (what holds it on the host could not be read)" % pid
-    if pid == caller_pid and not recorded:
+    if pid == caller_pid:
+        # Slony 2.2's slon never runs a cleanup on a connection that holds a lock: local_listen
+        # cleans up before it inserts its row, and the periodic cleanup (cleanupEvent(), on the
+        # local_cleanup connection) and failover run on connections that take none. So a call
+        # from the very backend that took the row means the session that took it has ended, and
+        # a session pooler (pgbouncer in session mode) has handed its server connection on.
+        if recorded and backend["backend_start"] == identity["backend_start"]:
+            return STALE, ("pid %d is the backend running this cleanup; it took the lock in an earlier client "
+                           "session that has ended (a session pooler such as pgbouncer handed its server "
+                           "connection on), and slon never cleans up on a connection that holds a lock" % pid)
         return STALE, "pid %d is the backend running this cleanup, not a lock holder" % pid
     if backend["backend_type"] is None:
         return UNSURE, (
@@ -512,12 +546,21 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
         )
     if backend["backend_type"] != CLIENT_BACKEND:
         return STALE, "pid %d is this server's %s, not a client backend" % (pid, backend["backend_type"])
-    if backend["datname"] != database:
-        return STALE, "pid %d is a client backend of database %s, not of %s" % (
-            pid, quoted(backend["datname"] or ""), quoted(database))
+    if backend["datid"] != database:
+        other = backend.get("datname")
+        return STALE, "pid %d is a client backend of database %s, not of this one" % (
+            pid, quoted(other) if other is not None else "with OID %s" % backend["datid"])
 
     if recorded:
         if backend["backend_start"] == identity["backend_start"]:
+            taken_as = identity.get("application_name")
+            if taken_as is not None and backend["application_name"] != taken_as:
+                # slon names a connection once, as it opens it; a session pooler resets the name
+                # (DISCARD ALL) when it takes the server connection back from a client that left.
+                return STALE, ("pid %d is the client backend that took the lock, but it now carries the name %s "
+                               "where it took the lock as %s, and slon never renames a connection: the session "
+                               "that took it has ended (a session pooler such as pgbouncer keeps its server "
+                               "connection)" % (pid, quoted(backend["application_name"] or ""), quoted(taken_as)))
             return LIVE, "pid %d is the client backend that took the lock" % pid
         return STALE, "pid %d is a client backend started %s, %s the lock was taken by one started %s" % (
             pid, moment(backend["backend_start"]),
@@ -582,7 +625,7 @@ def judge(rows, records, backends, caller_pid, database, cluster=None, os_proces
     """[(row, verdict, reason, adoptable)] for every lock row of cluster, in the order given.
 
     records: identity records of any cluster in the database (at least those naming the rows'
-    PIDs), any order; backends: the pg_stat_activity snapshot; os_processes: {pid: what it is on
+    PIDs), any order; backends: the pg_stat_activity snapshot; database: this database's OID; os_processes: {pid: what it is on
     the host} for PIDs that are no backend, where known; role: the role judging (see judge_row).
     """
     os_processes = os_processes or {}
@@ -653,6 +696,18 @@ MICROSECONDS = "(pg_catalog.date_part('epoch', %s) * 1000000)::pg_catalog.int8"
 # A transaction id as an integer (xid has no cast to a number).
 XID = "%s::pg_catalog.text::pg_catalog.int8"
 
+# Text that the kit does not control comes into Python as bytea, never as text. PL/Python turns
+# text into a Python string unchecked in a UTF8 database, and a string that is not valid UTF-8
+# crashes the whole server (SIGSEGV); in a SQL_ASCII database it fails the call instead. Other
+# databases' names and role names live in shared catalogs, so any database's session may have
+# written them in its own encoding (a CREATEDB role can make a SQL_ASCII database, and from there
+# a database named with any bytes); in a SQL_ASCII database no name is checked at all. This gives
+# the bytes as stored, validated by nothing, in every server encoding: replace() and decode() work
+# on bytes here, and E'' literals do not depend on standard_conforming_strings. text_of() turns
+# them into text for messages. application_name needs none of this: PostgreSQL keeps it to
+# printable ASCII (check_application_name), in every release the kit supports.
+RAW = "pg_catalog.decode(pg_catalog.replace(%s, E'\\\\', E'\\\\\\\\'), 'escape')"
+
 # Each lock row with its row version.
 LOCKS = (
     "select l.nl_nodeid, l.nl_conncnt, l.nl_backendpid, " + XID % "l.xmin" + " as xmin"
@@ -671,7 +726,7 @@ FOR_UPDATE = " for update of l"
 RECORDS = (
     "select i.cluster_schema::pg_catalog.text as cluster, i.nl_nodeid, i.nl_conncnt, i.pid,"
     " " + MICROSECONDS % "i.backend_start" + " as backend_start, " + XID % "i.row_xmin" + " as row_xmin,"
-    " i.adopted, case when i.cluster_schema = $2 then null else not i.adopted and"
+    " i.application_name, i.adopted, case when i.cluster_schema = $2 then null else not i.adopted and"
     " slony_nodelock.record_is_current(i.cluster_schema, i.nl_nodeid, i.nl_conncnt, i.pid, i.row_xmin)"
     " end as proves_taken"
     " from slony_nodelock.lock_identity i"
@@ -679,14 +734,37 @@ RECORDS = (
 )
 
 # What pg_stat_activity says about the given PIDs. pg_stat_get_activity() is what the view reads;
-# calling it directly skips the view's join to pg_authid, which we do not need.
+# calling it directly skips the view's joins to pg_database and pg_authid: the database is told
+# by its OID, and a name is read (see DATABASE_NAMES) only for a message that needs one.
 BACKENDS = (
-    "select a.pid, d.datname::pg_catalog.text as datname, a.backend_type, a.application_name,"
+    "select a.pid, a.datid, a.backend_type, a.application_name,"
     " " + MICROSECONDS % "a.backend_start" + " as backend_start"
     " from pg_catalog.pg_stat_get_activity(null) a"
-    " left join pg_catalog.pg_database d on d.oid = a.datid"
     " where a.pid = any ($1)"
 )
+DATABASE_NAMES = ("select d.oid, " + RAW % "d.datname::pg_catalog.text" + " as name"
+                  " from pg_catalog.pg_database d where d.oid = any ($1)")
+
+
+def python_codec(server_encoding):
+    """The Python codec of a PostgreSQL server encoding, for text_of(); UTF-8 for SQL_ASCII (no
+    encoding at all, and UTF-8 is what such names most often are) and for the few that Python
+    lacks (EUC_TW, MULE_INTERNAL)."""
+    import codecs
+    name = server_encoding.lower()
+    name = {"sql_ascii": "utf-8", "utf8": "utf-8", "koi8r": "koi8_r", "koi8u": "koi8_u"}.get(name, name)
+    if name.startswith("win"):
+        name = "cp" + name[3:]
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return "utf-8"
+
+
+def text_of(raw, codec):
+    """Bytes read through RAW as text: what is valid in the database's encoding as it reads, any
+    other byte escaped (\\xfc), so that the text is safe to print and to send back."""
+    return None if raw is None else bytes(raw).decode(codec, "backslashreplace")
 
 
 def fail(plpy, message, sqlstate):
@@ -704,12 +782,17 @@ def _plans(plpy, cache, cluster):
     plans = cache.get(("plans", cluster))
     if plans is None:
         table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
-        me = plpy.execute("select pg_catalog.pg_backend_pid() as pid,"
-                          " pg_catalog.current_database()::pg_catalog.text as database")[0]
+        me = plpy.execute(
+            "select pg_catalog.pg_backend_pid() as pid, d.oid as oid, pg_catalog.current_setting('server_encoding')"
+            " as encoding, " + RAW % "d.datname::pg_catalog.text" + " as name"
+            " from pg_catalog.pg_database d where d.datname = pg_catalog.current_database()")[0]
+        codec = python_codec(me["encoding"])
         plans = {
             "table": table,
             "caller": me["pid"],
-            "database": me["database"],
+            "database": text_of(me["name"], codec),
+            "database_oid": me["oid"],
+            "codec": codec,
             "locks": plpy.prepare(LOCKS % table),
             "locks" + FOR_UPDATE: plpy.prepare(LOCKS % table + FOR_UPDATE),
             "backends": plpy.prepare(BACKENDS, ["int4[]"]),
@@ -731,18 +814,18 @@ def _prepared(plpy, plans, name, query, types=()):
     return plans[name]
 
 
-def _current_user(plpy):
+def _current_user(plpy, codec="utf-8"):
     """The role running this, for messages that name it (asked only when one is raised)."""
-    return plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
+    return text_of(plpy.execute("select " + RAW % "current_user::pg_catalog.text" + " as u")[0]["u"], codec)
 
 
-def _lock_rows(plpy, plan, arguments, refusal, cluster):
+def _lock_rows(plpy, plans, plan, arguments, refusal, cluster):
     """plan's lock rows, FOR UPDATE; a role that may not lock them gets one line, refusal, naming
     it and the cluster, as Slony's own functions need a superuser too (killBackend)."""
     try:
         return plpy.execute(plan, arguments)
     except plpy.spiexceptions.InsufficientPrivilege:
-        fail(plpy, refusal % (quoted(_current_user(plpy)), cluster_label(cluster)), "42501")
+        fail(plpy, refusal % (quoted(_current_user(plpy, plans["codec"])), cluster_label(cluster)), "42501")
     except plpy.spiexceptions.ReadOnlySqlTransaction:
         if plpy.execute("select pg_catalog.pg_is_in_recovery() as r")[0]["r"]:
             fail(plpy, "%s is on a hot standby here, where no lock can be changed; nothing changed: "
@@ -775,13 +858,15 @@ def _records(plpy, plans, cluster, pids):
 
 
 def os_processes(pids):
-    """What each PID is on the database host, for PIDs that are no backend: ({pid: description or
-    NO_SUCH_PROCESS}, {pid: why it could not be told}). Reads only /proc/stat and /proc/<pid>/
-    (stat, status, cmdline) for integer PIDs, and never fails: /proc may be missing (another OS)
-    or hidden (hidepid)."""
-    found, unknown = {}, {}
+    """What each PID is on the database host, for PIDs that are no backend: ({pid: description by
+    program name, or NO_SUCH_PROCESS}, {pid: description with the whole command line}, {pid: why
+    it could not be told}). Only status() shows command lines: they can hold secrets, and the
+    short description goes into NOTICEs, which every log keeps. Reads only /proc/stat and
+    /proc/<pid>/ (stat, status, cmdline) for integer PIDs, and never fails: /proc may be missing
+    (another OS) or hidden (hidepid)."""
+    found, full, unknown = {}, {}, {}
     if not pids:
-        return found, unknown  # the usual case: every PID is a backend; no /proc read at all
+        return found, full, unknown  # the usual case: every PID is a backend; no /proc read at all
     import os
     import pwd
     try:
@@ -789,15 +874,15 @@ def os_processes(pids):
             boot = boot_time(f.read())
         ticks = os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError) as e:
-        return found, dict((pid, "/proc cannot be read here (%s)" % e) for pid in pids)
+        return found, full, dict((pid, "/proc cannot be read here (%s)" % e) for pid in pids)
     for pid in pids:
         if pid is None or pid <= 0:
-            found[pid] = NO_SUCH_PROCESS
+            found[pid] = full[pid] = NO_SUCH_PROCESS
             continue
         try:
             os.kill(pid, 0)  # signal 0 is never delivered: only asks whether the PID exists
         except ProcessLookupError:
-            found[pid] = NO_SUCH_PROCESS
+            found[pid] = full[pid] = NO_SUCH_PROCESS
             continue
         except (PermissionError, OverflowError):
             pass
@@ -815,37 +900,52 @@ def os_processes(pids):
                 user = pwd.getpwuid(uid).pw_name
             except KeyError:
                 user = str(uid)
-            found[pid] = describe_process(command_line(cmdline, stat), user, process_start(stat, boot, ticks))
+            started = process_start(stat, boot, ticks)
+            found[pid] = describe_process(program_name(stat), user, started)
+            full[pid] = describe_process(command_line(cmdline, stat), user, started)
         except FileNotFoundError:
-            found[pid] = NO_SUCH_PROCESS  # it exited since kill(pid, 0)
+            found[pid] = full[pid] = NO_SUCH_PROCESS  # it exited since kill(pid, 0)
         except (OSError, ValueError, IndexError) as e:
             unknown[pid] = "%s cannot be read (%s)" % (base, e)
-    return found, unknown
+    return found, full, unknown
 
 
 def _judged(plpy, plans, cluster, locks):
     """(lock row, verdict, reason, adoptable) for each lock row, the backends looked at, the
-    records read, and what /proc says of the PIDs that are no backend ({pid: why not} for those
-    it could not tell)."""
+    records read, and what /proc says of the PIDs that are no backend (by program name, with the
+    command line, and {pid: why not} for those it could not tell)."""
     pids = list(set(row["nl_backendpid"] for row in locks))
     records = _records(plpy, plans, cluster, pids)
     # pg_stat_activity is read once per transaction and then kept; a holder that connected since
     # the caller's transaction first looked would be missing, and its live lock judged stale.
     plpy.execute(plans["fresh_activity"])
-    backends = plpy.execute(plans["backends"], [pids])
+    backends = list(plpy.execute(plans["backends"], [pids]))
+    _name_databases(plpy, plans, backends)
     listed = set(b["pid"] for b in backends)
-    described, unknown = os_processes([pid for pid in pids if pid not in listed])
+    described, full, unknown = os_processes([pid for pid in pids if pid not in listed])
     # Named only when pg_stat_activity hides something from it: one query fewer per cleanup.
-    role = _current_user(plpy) if any(b["backend_type"] is None for b in backends) else None
-    judged = judge(locks, records, backends, plans["caller"], plans["database"], cluster, described, role)
-    return judged, backends, records, described, unknown
+    role = _current_user(plpy, plans["codec"]) if any(b["backend_type"] is None for b in backends) else None
+    judged = judge(locks, records, backends, plans["caller"], plans["database_oid"], cluster, described, role)
+    return judged, backends, records, full, unknown
+
+
+def _name_databases(plpy, plans, backends):
+    """Sets each backend's datname, for messages: this database's name, or another's read as
+    bytes (only when some backend is of another database, so a cleanup usually asks nothing)."""
+    others = set(b["datid"] for b in backends if b["datid"] is not None and b["datid"] != plans["database_oid"])
+    names = {}
+    if others:
+        plan = _prepared(plpy, plans, "database_names", DATABASE_NAMES, ["oid[]"])
+        names = dict((r["oid"], text_of(r["name"], plans["codec"])) for r in plpy.execute(plan, [list(others)]))
+    for b in backends:
+        b["datname"] = plans["database"] if b["datid"] == plans["database_oid"] else names.get(b["datid"])
 
 
 def cleanup(plpy, cache, cluster):
     """What cleanupNodelock() does: delete every stale lock row, under the same FOR UPDATE as
     Slony's own version, with a NOTICE for each deletion and each row kept only for lack of proof."""
     plans = _plans(plpy, cache, cluster)
-    locks = _lock_rows(plpy, plans["locks" + FOR_UPDATE], [], "role %s may not clean up the locks of %s; "
+    locks = _lock_rows(plpy, plans, plans["locks" + FOR_UPDATE], [], "role %s may not clean up the locks of %s; "
                        "nothing changed: run cleanupNodelock() as a superuser, as slon does", cluster)
     if len(locks) == 0:
         return 0
@@ -864,8 +964,8 @@ def cleanup(plpy, cache, cluster):
 
 RECORD = (
     "insert into slony_nodelock.lock_identity"
-    " (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin, adopted)"
-    " select $1, $2, $3, a.pid, a.backend_start, $6::pg_catalog.text::pg_catalog.xid, true"
+    " (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin, application_name, adopted)"
+    " select $1, $2, $3, a.pid, a.backend_start, $6::pg_catalog.text::pg_catalog.xid, a.application_name, true"
     " from pg_catalog.pg_stat_get_activity($4) a"
     " where " + MICROSECONDS % "a.backend_start" + " = $5"
     " on conflict (cluster_schema, nl_nodeid, nl_conncnt) do nothing"
@@ -955,10 +1055,11 @@ def terminate(plpy, cache, cluster, failed_node):
     plans = _plans(plpy, cache, cluster)
     failed_locks = _prepared(plpy, plans, "failed_locks",
                              LOCKS % plans["table"] + " where l.nl_nodeid = $1" + FOR_UPDATE, ["int4"])
-    locks = _lock_rows(plpy, failed_locks, [failed_node], "role %s may not end the connections of a failed "
+    locks = _lock_rows(plpy, plans, failed_locks, [failed_node], "role %s may not end the connections of a failed "
                        "node of %s; nothing changed: fail over as a superuser, as slonik does", cluster)
-    setting = (plpy.execute("select pg_catalog.current_setting('%s', true) as v" % FAILOVER_SETTING)[0]["v"]
-               or "").strip().lower()
+    # A setting's value is text the kit does not control (ALTER ROLE ... SET from any database).
+    setting = (text_of(plpy.execute("select " + RAW % ("pg_catalog.current_setting('%s', true)" % FAILOVER_SETTING)
+                                    + " as v")[0]["v"], plans["codec"]) or "").strip().lower()
     if setting not in ("", "stock"):
         plpy.warning("slony-nodelock: %s is '%s', which means nothing; only 'stock' changes what a failover "
                      "does, so the kit's own termination runs for %s; set it to 'stock', or RESET it where it was set "
@@ -971,23 +1072,38 @@ def terminate(plpy, cache, cluster, failed_node):
         judged, backends, records = _judged(plpy, plans, cluster, locks)[:3]
         started = dict((b["pid"], b["backend_start"]) for b in backends)
         adopted = set((r["nl_nodeid"], r["nl_conncnt"]) for r in records if r["cluster"] == cluster and r["adopted"])
-        # One statement from check to signal: the PID must still be the backend judged.
+        # The last check and the signal in one statement, on activity read afresh: what was judged
+        # above is the snapshot pg_stat_get_activity() keeps for the whole transaction, and the
+        # holder may have ended since (NOTICEs to a slow client can take a while), with another
+        # backend on its PID. The snapshot is cleared just before, so this statement reads anew.
         end_backend = _prepared(plpy, plans, "end_backend",
-                                "select pg_catalog.pg_terminate_backend(a.pid) as ended"
-                                " from pg_catalog.pg_stat_get_activity($1) a"
-                                " where " + MICROSECONDS % "a.backend_start" + " = $2", ["int4", "int8"])
+                                "select " + MICROSECONDS % "a.backend_start" + " as backend_start,"
+                                " case when " + MICROSECONDS % "a.backend_start" + " = $2"
+                                " then pg_catalog.pg_terminate_backend(a.pid) else false end as ended"
+                                " from pg_catalog.pg_stat_get_activity($1) a", ["int4", "int8"])
         for row, verdict, reason, _ in judged:
             pid = row["nl_backendpid"]
-            if verdict == LIVE and pid == plans["caller"]:
+            if pid == plans["caller"]:
                 reason = "it is the backend running this failover"
             elif verdict == LIVE and (row["nl_nodeid"], row["nl_conncnt"]) in adopted:
                 reason = "%s, but only by install's adoption, which is no proof" % reason
             elif verdict == LIVE:
-                ended = plpy.execute(end_backend, [pid, started[pid]])
-                done = "terminated" if len(ended) == 1 and ended[0]["ended"] else "could not terminate"
-                plpy.notice("slony-nodelock: failover: %s the holder of the %s: %s" % (
-                    done, describe_row(cluster, row), reason))
-                continue
+                plpy.execute(plans["fresh_activity"])
+                now = plpy.execute(end_backend, [pid, started[pid]])
+                if len(now) == 1 and now[0]["ended"]:
+                    plpy.notice("slony-nodelock: failover: terminated the holder of the %s: %s" % (
+                        describe_row(cluster, row), reason))
+                    continue
+                if len(now) == 0:
+                    reason = ("it was judged live, but by the time of the signal pid %d was no backend any more: "
+                              "the holder had ended by itself" % pid)
+                elif now[0]["backend_start"] != started[pid]:
+                    reason = ("it was judged live, but by the time of the signal pid %d was a backend started %s, "
+                              "not the holder, started %s, which had ended: nothing was signalled" % (
+                                  pid, moment(now[0]["backend_start"]) if now[0]["backend_start"] is not None
+                                  else "at a time hidden from this role", moment(started[pid])))
+                else:
+                    reason = "%s, but pg_terminate_backend() did not end it (see the server log)" % reason
             plpy.notice("slony-nodelock: failover: did not signal the holder of the %s: %s" % (
                 describe_row(cluster, row), reason))
     if len(locks) > 0:
@@ -997,6 +1113,23 @@ def terminate(plpy, cache, cluster, failed_node):
 $slony_nodelock_py$::text
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.logic_source() IS 'slony-nodelock: the Python source of the liveness logic and its glue';
+
+-- Whether a name converts to UTF-8, which PL/Python needs of every text it is given: always in a
+-- database whose encoding PostgreSQL checks; in a SQL_ASCII one, which checks nothing, only if its
+-- bytes are valid UTF-8 (slonik takes a cluster name with any high byte).
+CREATE OR REPLACE FUNCTION slony_nodelock.converts_to_utf8(p_name name)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM pg_catalog.convert_to(p_name::pg_catalog.text, 'UTF8');
+    RETURN true;
+EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+    RETURN false;
+END
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.converts_to_utf8(name) IS 'slony-nodelock: whether a name converts to UTF-8, as PL/Python needs';
 
 -- Every schema holding an sl_nodelock table, and whether it is a Slony cluster we patch. Slony's
 -- init cluster and store node make the schema with sl_node and sl_nodelock, as the superuser that
@@ -1010,16 +1143,20 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT n.nspname,
            s.has_sl_node,
-           s.has_sl_node AND o.rolsuper,
+           s.has_sl_node AND o.rolsuper AND s.plain_name,
            CASE WHEN NOT s.has_sl_node THEN 'it has no sl_node table'
                 WHEN NOT o.rolsuper THEN pg_catalog.format('it is owned by %s, not a superuser', o.rolname)
+                WHEN NOT s.plain_name THEN 'its name is not valid UTF-8, which the kit''s PL/Python needs (a SQL_ASCII database checks no name)'
            END
       FROM pg_catalog.pg_namespace n
       JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner
      CROSS JOIN LATERAL (SELECT EXISTS (
                SELECT FROM pg_catalog.pg_class c
                 WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid
-                  AND c.relname OPERATOR(pg_catalog.=) 'sl_node' AND c.relkind OPERATOR(pg_catalog.=) 'r') AS has_sl_node) s
+                  AND c.relname OPERATOR(pg_catalog.=) 'sl_node' AND c.relkind OPERATOR(pg_catalog.=) 'r') AS has_sl_node,
+               -- The kit's Python gets cluster names as text, so a name must convert to UTF-8,
+               -- which only a SQL_ASCII database does not check (slonik takes any high byte).
+               slony_nodelock.converts_to_utf8(n.nspname) AS plain_name) s
      WHERE EXISTS (SELECT FROM pg_catalog.pg_class c
                     WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid
                       AND c.relname OPERATOR(pg_catalog.=) 'sl_nodelock' AND c.relkind OPERATOR(pg_catalog.=) 'r')
@@ -1287,6 +1424,114 @@ AS $fn$
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.install_command(text) IS 'slony-nodelock: the psql command that runs one of the kit''s scripts here';
 
+-- Keeps a copy of Slony's own functions (the saved copies in stock_function) inside the cluster's
+-- schema, where DROP SCHEMA slony_nodelock CASCADE does not reach, with an sql_drop event trigger
+-- that puts one back when a CASCADE takes it while the cluster stays:
+--   "<cluster>".slony_nodelock_slony_functions()  the copies (uninstall and install read them when
+--                                                  the kit's own table is gone);
+--   "<cluster>".slony_nodelock_keeper()            the event trigger's function;
+--   event trigger slony_nodelock_keeper_<schema OID>.
+-- So that every way of removing the kit leaves slon a cleanupnodelock() to run: DROP SCHEMA
+-- slony_nodelock CASCADE and then DROP EXTENSION plpython3u CASCADE would otherwise leave none.
+-- Both functions are plpgsql/sql, which PL/Python's removal does not take, and name only the
+-- catalog. Slonik's uninstall node drops the schema, and the event trigger with its function.
+-- Returns whether anything changed.
+CREATE OR REPLACE FUNCTION slony_nodelock.keep_slony_functions(p_cluster name)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_copies text;
+    v_keeper text;
+    v_changed boolean := false;
+    v_oid oid;
+    v_trigger name;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.format('(%L::name, %L::text, %L::text, %L::name, %L::text)',
+               s.function_name, s.function_name OPERATOR(pg_catalog.||) '(' OPERATOR(pg_catalog.||) f.argument_types
+               OPERATOR(pg_catalog.||) ')', s.definition, s.owner, s.comment), E',\n' ORDER BY s.function_name)
+      INTO v_copies
+      FROM slony_nodelock.stock_function s
+      JOIN slony_nodelock.patched_functions() f ON f.function_name OPERATOR(pg_catalog.=) s.function_name
+     WHERE s.cluster_schema OPERATOR(pg_catalog.=) p_cluster;
+    IF v_copies IS NULL THEN
+        RETURN false;  -- nothing saved yet: nothing to keep
+    END IF;
+    v_copies := E'\n-- slony-nodelock 0.4.0: Slony''s own functions of this cluster, as Slony last installed them\n'
+                'SELECT * FROM (VALUES ' OPERATOR(pg_catalog.||) v_copies OPERATOR(pg_catalog.||)
+                ') c (function_name, signature, definition, owner, comment)' OPERATOR(pg_catalog.||) E'\n';
+    v_keeper := pg_catalog.format($keeper$
+-- slony-nodelock 0.4.0: puts back Slony's own function of this cluster when a CASCADE took it
+-- (DROP EXTENSION plpython3u CASCADE takes the kit's), so that slon and failover keep working.
+DECLARE
+    v_copy record;
+BEGIN
+    IF pg_catalog.to_regclass(%1$L) IS NULL THEN
+        RETURN;  -- the cluster itself is going
+    END IF;
+    FOR v_copy IN
+        SELECT c.* FROM %2$I.slony_nodelock_slony_functions() c
+         WHERE pg_catalog.to_regprocedure(pg_catalog.quote_ident(%3$L) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) c.signature) IS NULL
+           AND EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                        WHERE d.object_type = 'function' AND d.schema_name = %3$L
+                          AND d.address_names[2] = c.function_name AND NOT d.original)
+    LOOP
+        EXECUTE v_copy.definition;
+        EXECUTE pg_catalog.format('ALTER FUNCTION %%I.%%s OWNER TO %%I', %3$L, v_copy.signature, v_copy.owner);
+        EXECUTE pg_catalog.format('COMMENT ON FUNCTION %%I.%%s IS %%L', %3$L, v_copy.signature, v_copy.comment);
+        RAISE WARNING 'slony-nodelock: %%() of %% in database %% was dropped by a CASCADE; Slony''s own version is back so that slon and failover keep working, but the cluster is NOT patched until you run %%',
+            v_copy.function_name, %4$L, pg_catalog.quote_ident(pg_catalog.current_database()), %5$L;
+    END LOOP;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    RAISE WARNING 'slony-nodelock: could not put back Slony''s own functions of %% in database %% (%%); the DROP went through; check the node with: select * from slony_nodelock.verify()',
+        %4$L, pg_catalog.quote_ident(pg_catalog.current_database()), SQLERRM;
+END
+$keeper$, pg_catalog.format('%I.sl_nodelock', p_cluster), p_cluster, p_cluster, pg_catalog.format('cluster "%s" (schema "%s")',
+    pg_catalog.replace(CASE WHEN p_cluster LIKE '\_%' AND pg_catalog.length(p_cluster) > 1
+                            THEN pg_catalog.substr(p_cluster, 2) ELSE p_cluster END, '"', '""'),
+    pg_catalog.replace(p_cluster, '"', '""')),
+       pg_catalog.format('psql -v ON_ERROR_STOP=1 -d %s -f /usr/share/slony-nodelock/%s',
+    CASE WHEN pg_catalog.current_database() ~ '^[A-Za-z0-9_@%+=:,./-]+$' THEN pg_catalog.current_database()::text
+         ELSE '''' || pg_catalog.replace(pg_catalog.current_database(), '''', '''"''"''') || '''' END,
+    'install.sql'));
+
+    IF pg_catalog.to_regprocedure(pg_catalog.format('%I.slony_nodelock_slony_functions()', p_cluster)) IS NULL
+       OR (SELECT p.prosrc FROM pg_catalog.pg_proc p
+            WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.format('%I.slony_nodelock_slony_functions()', p_cluster))) <> v_copies THEN
+        EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION %I.slony_nodelock_slony_functions() '
+                                  'RETURNS TABLE (function_name name, signature text, definition text, owner name, comment text) '
+                                  'LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS %L', p_cluster, v_copies);
+        EXECUTE pg_catalog.format('COMMENT ON FUNCTION %I.slony_nodelock_slony_functions() IS %L', p_cluster,
+                                  'slony-nodelock: Slony''s own cleanupnodelock() and terminatenodeconnections() of this cluster, kept for uninstall');
+        v_changed := true;
+    END IF;
+    v_oid := pg_catalog.to_regprocedure(pg_catalog.format('%I.slony_nodelock_keeper()', p_cluster));
+    IF v_oid IS NULL OR (SELECT p.prosrc FROM pg_catalog.pg_proc p WHERE p.oid = v_oid) <> v_keeper THEN
+        EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION %I.slony_nodelock_keeper() RETURNS event_trigger '
+                                  'LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = ''5s'' AS %L',
+                                  p_cluster, v_keeper);
+        EXECUTE pg_catalog.format('COMMENT ON FUNCTION %I.slony_nodelock_keeper() IS %L', p_cluster,
+                                  'slony-nodelock: event trigger putting back Slony''s own functions of this cluster when a CASCADE takes them');
+        v_oid := pg_catalog.to_regprocedure(pg_catalog.format('%I.slony_nodelock_keeper()', p_cluster));
+        v_changed := true;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtfoid = v_oid) THEN
+        v_trigger := 'slony_nodelock_keeper_' OPERATOR(pg_catalog.||) (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = p_cluster);
+        EXECUTE pg_catalog.format('CREATE EVENT TRIGGER %I ON sql_drop EXECUTE PROCEDURE %I.slony_nodelock_keeper()', v_trigger, p_cluster);
+        v_changed := true;
+    END IF;
+    -- ALWAYS, as the kit's other event triggers: whatever session_replication_role the DROP runs under.
+    FOR v_trigger IN SELECT e.evtname FROM pg_catalog.pg_event_trigger e WHERE e.evtfoid = v_oid AND e.evtenabled <> 'A' LOOP
+        EXECUTE pg_catalog.format('ALTER EVENT TRIGGER %I ENABLE ALWAYS', v_trigger);
+    END LOOP;
+    RETURN v_changed;
+END
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.keep_slony_functions(name) IS 'slony-nodelock: keep a copy of Slony''s own functions in the cluster schema, with an event trigger that puts them back';
+-- Changes the catalog; for the superuser who installs, not for every role.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.keep_slony_functions(name) FROM PUBLIC;
+
 -- The PIDs named by the lock rows of every other cluster in the database. A backend takes one
 -- lock, so a PID named in two clusters is a holder of one of them at most, and install must not
 -- guess which: adopt_live_locks() leaves such rows unrecorded.
@@ -1360,6 +1605,8 @@ DECLARE
     v_triggers_added boolean := false;
     v_forgotten int8;
     v_adopted int4;
+    v_recovered text;
+    v_present boolean;
 BEGIN
     SELECT c.is_cluster, c.why_not INTO v_candidate FROM slony_nodelock.cluster_candidates() c WHERE c.schema_name = p_cluster;
     IF NOT FOUND THEN
@@ -1381,8 +1628,22 @@ BEGIN
         v_source := slony_nodelock.patched_source(p_cluster, v_patch.function_name);
         SELECT p.* INTO v_fn FROM pg_catalog.pg_proc p
          WHERE p.oid = slony_nodelock.patched_function_oid(p_cluster, v_patch.function_name);
+        v_present := FOUND;
+        -- Ours (or none) with no saved copy of Slony's, as DROP SCHEMA slony_nodelock CASCADE
+        -- leaves it: find Slony's again, or no later removal of the kit could put it back.
+        IF (NOT v_present OR v_fn.prosrc LIKE '# slony-nodelock %')
+           AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
+                            WHERE s.cluster_schema = p_cluster AND s.function_name = v_patch.function_name) THEN
+            v_recovered := slony_nodelock.recover_stock_function(p_cluster, v_patch.function_name);
+            IF v_recovered IS NOT NULL THEN
+                v_done := v_done || pg_catalog.format('took Slony''s own %s() from %s, for uninstall to put back', v_patch.function_name, v_recovered);
+            ELSIF v_present THEN
+                RAISE WARNING 'slony-nodelock: % runs the kit''s %() and no copy of Slony''s own is left (DROP SCHEMA slony_nodelock CASCADE took it), so uninstall could not put Slony''s back; it stays patched: run slonik "update functions" for this node, and the kit saves what Slony loads',
+                    slony_nodelock.cluster_label(p_cluster), v_patch.function_name;
+            END IF;
+        END IF;
         -- Gone (dropped by hand or by a CASCADE) but saved: ours is created from scratch below.
-        IF NOT FOUND AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
+        IF NOT v_present AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
                                       WHERE s.cluster_schema = p_cluster AND s.function_name = v_patch.function_name) THEN
             RAISE EXCEPTION 'slony-nodelock: % has no %() and no saved copy of Slony''s; nothing changed. Run slonik "update functions" for this node (the kit then patches it by itself)',
                 slony_nodelock.cluster_label(p_cluster), v_patch.function_name;
@@ -1403,6 +1664,9 @@ BEGIN
     END LOOP;
     IF pg_catalog.cardinality(v_replaced) > 0 THEN
         v_done := v_done || ('replaced ' || pg_catalog.array_to_string(v_replaced, ' and '));
+    END IF;
+    IF slony_nodelock.keep_slony_functions(p_cluster) THEN
+        v_done := v_done || 'kept a copy of Slony''s own functions in the cluster''s schema'::text;
     END IF;
 
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = v_table AND t.tgname = 'slony_nodelock_identity') THEN
@@ -1523,6 +1787,79 @@ END
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.record_is_current(name, int4, int4, int4, xid) IS 'slony-nodelock: whether a lock record still describes its row';
 
+-- Finds Slony's own version of a cluster's function (see patched_functions()) when the kit has no
+-- saved copy of it, as after DROP SCHEMA slony_nodelock CASCADE, which takes the saved copies and
+-- leaves the cluster running the kit's function: without a copy, no later removal of the kit could
+-- put Slony's back. Looks first in the copy keep_slony_functions() keeps in the cluster's schema,
+-- then in the SQL file slonik loads for the cluster's slonyversion() (Debian's slony1-2-bin puts it
+-- in /usr/share/slony1; a source build, in PostgreSQL's share directory), taking the function as
+-- slonik would: @NAMESPACE@ becomes the schema name in double quotes. Saves what it finds in
+-- stock_function and returns where it came from, or NULL when it found nothing.
+CREATE OR REPLACE FUNCTION slony_nodelock.recover_stock_function(p_cluster name, p_function name)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- the patterns below are written for it
+AS $fn$
+DECLARE
+    v_copy record;
+    v_version text;
+    v_file text;
+    v_text text;
+    v_statement text;
+    v_comment text;
+    v_owner name;
+BEGIN
+    IF pg_catalog.to_regprocedure(pg_catalog.format('%I.slony_nodelock_slony_functions()', p_cluster)) IS NOT NULL THEN
+        EXECUTE pg_catalog.format('SELECT c.definition, c.owner, c.comment FROM %I.slony_nodelock_slony_functions() c'
+                                  ' WHERE c.function_name = $1', p_cluster) INTO v_copy USING p_function;
+        IF v_copy.definition IS NOT NULL THEN
+            INSERT INTO slony_nodelock.stock_function AS s (cluster_schema, function_name, definition, prosrc, language, owner, comment)
+            VALUES (p_cluster, p_function, v_copy.definition,
+                    pg_catalog.substring(v_copy.definition, '\$function\$(.*)\$function\$'), 'plpgsql', v_copy.owner, v_copy.comment)
+            ON CONFLICT (cluster_schema, function_name) DO NOTHING;
+            RETURN pg_catalog.format('the copy kept in schema %I', p_cluster);
+        END IF;
+    END IF;
+
+    BEGIN
+        EXECUTE pg_catalog.format('SELECT %I.slonyversion()', p_cluster) INTO v_version;
+        SELECT p.proowner::pg_catalog.regrole::name INTO v_owner FROM pg_catalog.pg_proc p
+         WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.format('%I.slonyversion()', p_cluster));
+    EXCEPTION WHEN OTHERS THEN
+        RETURN NULL;  -- no slonyversion(): no file to look for
+    END;
+    IF v_version !~ '^[0-9]+\.[0-9]+\.[0-9]+$' THEN
+        RETURN NULL;
+    END IF;
+    FOR v_file IN
+        SELECT d OPERATOR(pg_catalog.||) '/slony1_funcs.' OPERATOR(pg_catalog.||) v_version OPERATOR(pg_catalog.||) '.sql'
+          FROM (SELECT '/usr/share/slony1' AS d
+                UNION ALL SELECT c.setting FROM pg_catalog.pg_config c WHERE c.name = 'SHAREDIR') dirs
+    LOOP
+        v_text := pg_catalog.pg_read_file(v_file, 0, 100000000, true);
+        CONTINUE WHEN v_text IS NULL;
+        -- Slony's SQL spells the name in mixed case (cleanupNodelock); the body ends its dollar quote
+        -- with "$$ language plpgsql;", and a COMMENT ON FUNCTION follows.
+        v_statement := pg_catalog.substring(v_text, '(?i)(create or replace function @NAMESPACE@\.'
+                           OPERATOR(pg_catalog.||) p_function OPERATOR(pg_catalog.||) '\s*?\(.*?\$\$\s*language plpgsql)\s*;');
+        v_comment := pg_catalog.substring(v_text, '(?i)comment on function @NAMESPACE@\.'
+                           OPERATOR(pg_catalog.||) p_function OPERATOR(pg_catalog.||) '\s*\([^)]*\)\s*is\s*''((?:[^'']|'''')*)''\s*;');
+        CONTINUE WHEN v_statement IS NULL;
+        v_statement := pg_catalog.replace(v_statement, '@NAMESPACE@', '"' OPERATOR(pg_catalog.||) p_cluster OPERATOR(pg_catalog.||) '"');
+        INSERT INTO slony_nodelock.stock_function AS s (cluster_schema, function_name, definition, prosrc, language, owner, comment)
+        VALUES (p_cluster, p_function, v_statement, pg_catalog.substring(v_statement, '\$\$(.*)\$\$'), 'plpgsql',
+                COALESCE(v_owner, current_user), pg_catalog.replace(v_comment, '''''', ''''))
+        ON CONFLICT (cluster_schema, function_name) DO NOTHING;
+        RETURN pg_catalog.format('Slony''s %s', v_file);
+    END LOOP;
+    RETURN NULL;
+END
+$fn$;
+COMMENT ON FUNCTION slony_nodelock.recover_stock_function(name, name) IS 'slony-nodelock: find Slony''s own version of a cluster''s function that has no saved copy';
+-- Reads files and changes the catalog; for the superuser who installs, not for every role.
+REVOKE EXECUTE ON FUNCTION slony_nodelock.recover_stock_function(name, name) FROM PUBLIC;
+
 -- Event trigger (ddl_command_end): when Slony creates or replaces a cluster's cleanupnodelock() or
 -- terminatenodeconnections() (UPDATE FUNCTIONS, init cluster, store node), patch that cluster
 -- again in the same transaction;
@@ -1572,6 +1909,7 @@ BEGIN
                 CONTINUE WHEN COALESCE(v_comment LIKE 'slony-nodelock:%', false);
                 UPDATE slony_nodelock.stock_function SET comment = v_comment
                  WHERE cluster_schema = v_cmd.schema_name AND function_name = v_cmd.function_name;
+                PERFORM slony_nodelock.keep_slony_functions(v_cmd.schema_name);
                 PERFORM slony_nodelock.comment_patched(v_cmd.schema_name, v_cmd.function_name);
                 CONTINUE;
             END IF;
@@ -1608,6 +1946,7 @@ BEGIN
             BEGIN
                 -- Still remember what Slony just loaded, so that uninstall puts back this version.
                 PERFORM slony_nodelock.save_stock_function(v_cmd.schema_name, v_cmd.function_name);
+                PERFORM slony_nodelock.keep_slony_functions(v_cmd.schema_name);
                 INSERT INTO slony_nodelock.repatch_log (cluster_schema, command_tag, succeeded, detail)
                 VALUES (v_cmd.schema_name, v_cmd.command_tag, false, v_error);
             EXCEPTION WHEN OTHERS OR query_canceled THEN
@@ -1713,7 +2052,10 @@ clusters = [r["c"] for r in plpy.execute("select c from slony_nodelock.clusters(
 if p_cluster is not None:
     wanted = [c for c in clusters if c == p_cluster] or [c for c in clusters if c == "_" + p_cluster]
     if not wanted:
-        database = plpy.execute("select pg_catalog.current_database() as d")[0]["d"]
+        # The name as bytes, never as text: see RAW in plpy_glue.py.
+        found = plpy.execute("select pg_catalog.current_setting('server_encoding') as e, "
+                             + logic["RAW"] % "pg_catalog.current_database()::pg_catalog.text" + " as d")[0]
+        database = logic["text_of"](found["d"], logic["python_codec"](found["e"]))
         logic["fail"](plpy, "no Slony cluster %s in database %s; the clusters here are listed by: select cluster from slony_nodelock.verify()"
                       % (plpy.quote_ident(p_cluster), database), "42704")
     clusters = wanted
@@ -1748,13 +2090,14 @@ BEGIN
         EXECUTE pg_catalog.format('SELECT l.xmin FROM %I.%I l WHERE l.nl_nodeid OPERATOR(pg_catalog.=) $1 '
                                   'AND l.nl_conncnt OPERATOR(pg_catalog.=) $2', TG_TABLE_SCHEMA, TG_TABLE_NAME)
            INTO v_xmin USING NEW.nl_nodeid, NEW.nl_conncnt;
-        INSERT INTO slony_nodelock.lock_identity AS i (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin)
-        SELECT TG_TABLE_SCHEMA, NEW.nl_nodeid, NEW.nl_conncnt, a.pid, a.backend_start, v_xmin
+        INSERT INTO slony_nodelock.lock_identity AS i (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin,
+                                                       application_name)
+        SELECT TG_TABLE_SCHEMA, NEW.nl_nodeid, NEW.nl_conncnt, a.pid, a.backend_start, v_xmin, a.application_name
           FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a
          WHERE a.backend_start IS NOT NULL AND v_xmin IS NOT NULL
         ON CONFLICT (cluster_schema, nl_nodeid, nl_conncnt)
         DO UPDATE SET pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start, row_xmin = EXCLUDED.row_xmin,
-                      adopted = false;
+                      application_name = EXCLUDED.application_name, adopted = false;
     END IF;
     RETURN NULL;
 EXCEPTION WHEN OTHERS THEN
@@ -1769,7 +2112,7 @@ EXCEPTION WHEN OTHERS THEN
     RETURN NULL;
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.track_lock_identity() IS 'slony-nodelock: trigger recording the backend (pid, backend_start) that takes each sl_nodelock row, bound to the row''s xmin';
+COMMENT ON FUNCTION slony_nodelock.track_lock_identity() IS 'slony-nodelock: trigger recording the backend (pid, backend_start, application_name) that takes each sl_nodelock row, bound to the row''s xmin';
 -- A trigger function that writes our table with our rights: nobody else may attach it.
 REVOKE EXECUTE ON FUNCTION slony_nodelock.track_lock_identity() FROM PUBLIC;
 

@@ -78,7 +78,7 @@ BEGIN
     IF NOT v_exclusive AND pg_catalog.to_regclass('slony_nodelock.migration') IS NOT NULL THEN
         -- Dynamic: on a fresh database the table does not exist, and the query cannot be planned.
         EXECUTE 'SELECT COALESCE(pg_catalog.max(m.version), 0) < $1 FROM slony_nodelock.migration m'
-           INTO v_exclusive USING 3;
+           INTO v_exclusive USING 4;
     END IF;
     v_mode := CASE WHEN v_exclusive THEN 'ACCESS EXCLUSIVE' ELSE 'SHARE ROW EXCLUSIVE' END;
     v_tables := ARRAY(SELECT c.oid::pg_catalog.regclass
@@ -139,16 +139,23 @@ $locks$;
 DO $uninstall$
 DECLARE
     v_ours record;
-    v_saved record;
+    v_definition text;
+    v_owner name;
+    v_comment text;
     v_named boolean;
     v_table regclass;
+    v_kit boolean;
+    v_kept boolean;
 BEGIN
     IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
         RAISE EXCEPTION 'slony-nodelock: % is not a superuser; run the script as postgres or another superuser', current_user;
     END IF;
-    IF pg_catalog.to_regnamespace('slony_nodelock') IS NULL THEN
-        -- DROP SCHEMA slony_nodelock CASCADE leaves the patched functions (nothing ties them to
-        -- it) and takes the saved copies of Slony's with it.
+    v_kit := pg_catalog.to_regnamespace('slony_nodelock') IS NOT NULL;
+    -- DROP SCHEMA slony_nodelock CASCADE leaves the patched functions (nothing ties them to it)
+    -- and the copies of Slony's that each cluster's schema keeps (keep_slony_functions()).
+    v_kept := EXISTS (SELECT FROM pg_catalog.pg_proc p
+                       WHERE p.proname IN ('slony_nodelock_keeper', 'slony_nodelock_slony_functions'));
+    IF NOT v_kit AND NOT v_kept THEN
         FOR v_ours IN SELECT p.pronamespace::pg_catalog.regnamespace::text AS cluster, p.proname
                         FROM pg_catalog.pg_proc p
                        WHERE p.proname IN ('cleanupnodelock', 'terminatenodeconnections') AND p.prosrc LIKE '# slony-nodelock %'
@@ -169,43 +176,62 @@ BEGIN
         RAISE EXCEPTION 'slony-nodelock: this session is read-only (a read-only transaction); run the script in a read-write session: PGOPTIONS=''-c default_transaction_read_only=off'' psql ...';
     END IF;
     -- First, or putting Slony's function back would set off the re-patch trigger.
+    SET LOCAL client_min_messages = warning;  -- not "does not exist, skipping"
     DROP EVENT TRIGGER IF EXISTS slony_nodelock_repatch;
     DROP EVENT TRIGGER IF EXISTS slony_nodelock_forget;
+    SET LOCAL client_min_messages = notice;
     -- Every function of ours goes, whether or not its cluster is still complete: left behind, it
     -- would fail once our schema is gone, and slon with it. Release 0.2.0 saved only
-    -- cleanupnodelock(), in a table without function_name.
-    v_named := EXISTS (SELECT FROM pg_catalog.pg_attribute a
-                        WHERE a.attrelid = 'slony_nodelock.stock_function'::pg_catalog.regclass
-                          AND a.attname = 'function_name' AND NOT a.attisdropped);
+    -- cleanupnodelock(), in a table without function_name. Where the kit's table is gone, the
+    -- copy kept in the cluster's schema serves.
+    v_named := v_kit AND EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                  WHERE a.attrelid = pg_catalog.to_regclass('slony_nodelock.stock_function')
+                                    AND a.attname = 'function_name' AND NOT a.attisdropped);
     FOR v_ours IN SELECT p.oid::pg_catalog.regprocedure AS fn, n.nspname, p.proname
                     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
                    WHERE p.proname IN ('cleanupnodelock', 'terminatenodeconnections') AND p.prosrc LIKE '# slony-nodelock %'
                    ORDER BY 2, 3 LOOP
-        EXECUTE 'SELECT s.definition, s.owner, s.comment FROM slony_nodelock.stock_function s WHERE s.cluster_schema = $1 AND '
-                || CASE WHEN v_named THEN 's.function_name = $2' ELSE '$2 = ''cleanupnodelock''' END
-           INTO v_saved USING v_ours.nspname, v_ours.proname;
-        IF v_saved.definition IS NULL THEN
+        v_definition := NULL;
+        IF v_kit THEN
+            EXECUTE 'SELECT s.definition, s.owner, s.comment FROM slony_nodelock.stock_function s WHERE s.cluster_schema = $1 AND '
+                    || CASE WHEN v_named THEN 's.function_name = $2' ELSE '$2 = ''cleanupnodelock''' END
+               INTO v_definition, v_owner, v_comment USING v_ours.nspname, v_ours.proname;
+        END IF;
+        IF v_definition IS NULL
+           AND pg_catalog.to_regprocedure(pg_catalog.format('%I.slony_nodelock_slony_functions()', v_ours.nspname)) IS NOT NULL THEN
+            EXECUTE pg_catalog.format('SELECT c.definition, c.owner, c.comment FROM %I.slony_nodelock_slony_functions() c'
+                                      ' WHERE c.function_name = $1', v_ours.nspname)
+               INTO v_definition, v_owner, v_comment USING v_ours.proname;
+        END IF;
+        IF v_definition IS NULL THEN
             RAISE EXCEPTION 'slony-nodelock: Slony''s own %() of % was never saved, so uninstall cannot put it back; nothing changed, slon keeps running with the kit. Run slonik "update functions" for this node first (the kit saves what it loads), then uninstall again',
                 v_ours.proname, pg_catalog.format('cluster "%s" (schema "%s")',
     pg_catalog.replace(CASE WHEN v_ours.nspname LIKE '\_%' AND pg_catalog.length(v_ours.nspname) > 1
                             THEN pg_catalog.substr(v_ours.nspname, 2) ELSE v_ours.nspname END, '"', '""'),
     pg_catalog.replace(v_ours.nspname, '"', '""'));
         END IF;
-        EXECUTE v_saved.definition;
-        EXECUTE pg_catalog.format('ALTER FUNCTION %s OWNER TO %I', v_ours.fn, v_saved.owner);
-        EXECUTE pg_catalog.format('COMMENT ON FUNCTION %s IS %L', v_ours.fn, v_saved.comment);
+        EXECUTE v_definition;
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s OWNER TO %I', v_ours.fn, v_owner);
+        EXECUTE pg_catalog.format('COMMENT ON FUNCTION %s IS %L', v_ours.fn, v_comment);
         RAISE NOTICE 'slony-nodelock: restored Slony''s own %() in %', v_ours.proname, pg_catalog.format('cluster "%s" (schema "%s")',
     pg_catalog.replace(CASE WHEN v_ours.nspname LIKE '\_%' AND pg_catalog.length(v_ours.nspname) > 1
                             THEN pg_catalog.substr(v_ours.nspname, 2) ELSE v_ours.nspname END, '"', '""'),
     pg_catalog.replace(v_ours.nspname, '"', '""'));
     END LOOP;
+    -- The copies in the cluster schemas, with the event triggers that use them.
+    SET LOCAL client_min_messages = warning;  -- not "drop cascades to event trigger ..."
+    FOR v_ours IN SELECT p.oid::pg_catalog.regprocedure AS fn FROM pg_catalog.pg_proc p
+                   WHERE p.proname IN ('slony_nodelock_keeper', 'slony_nodelock_slony_functions') ORDER BY p.proname LOOP
+        EXECUTE pg_catalog.format('DROP FUNCTION %s CASCADE', v_ours.fn);
+    END LOOP;
+    SET LOCAL client_min_messages = notice;
     FOR v_table IN SELECT DISTINCT t.tgrelid::pg_catalog.regclass FROM pg_catalog.pg_trigger t
                     WHERE t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate') LOOP
         EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS slony_nodelock_identity ON %s', v_table);
         EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS slony_nodelock_truncate ON %s', v_table);
     END LOOP;
     SET LOCAL client_min_messages = warning;  -- not the list of what CASCADE takes with it
-    DROP SCHEMA slony_nodelock CASCADE;
+    DROP SCHEMA IF EXISTS slony_nodelock CASCADE;
     SET LOCAL client_min_messages = notice;
     RAISE NOTICE 'slony-nodelock removed from database %: slon runs Slony''s own cleanupnodelock() again, which can refuse to start after a reboot; the plpython3u language stays (DROP EXTENSION plpython3u if nothing else uses it)',
         pg_catalog.quote_ident(pg_catalog.current_database());

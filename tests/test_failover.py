@@ -101,7 +101,7 @@ def test_terminate_says_per_row_what_it_did_and_why():
                 f'slony-nodelock: failover: terminated the holder of the lock row (node 7, conncnt 1, pid {backend}) '
                 f'of cluster "c1" (schema "_c1"): pid {backend} is the client backend that took the lock',
                 f'slony-nodelock: failover: did not signal the holder of the lock row (node 7, conncnt 2, '
-                f'pid {sleep.pid}) of cluster "c1" (schema "_c1"): pid {sleep.pid} is now "sleep infinity" (user postgres, started '
+                f'pid {sleep.pid}) of cluster "c1" (schema "_c1"): pid {sleep.pid} is now "sleep" (user postgres, started '
                 + notices[1].split("(user postgres, started ")[1]]
             assert not still_connected(server, backend)
             os.kill(sleep.pid, 0)

@@ -24,7 +24,7 @@ def _slon_recovers(bed, stale: int) -> None:
 def test_fix_lets_slon_start_when_a_non_postgres_process_reuses_the_stale_pid(fixed_bed):
     stale = fixed_bed.reboot_host_of(1, reuse_pid=fixed_bed.put_sleep_on)
     _slon_recovers(fixed_bed, stale)
-    fixed_bed.slons[1].wait_log(f'pid {stale} is now "sleep infinity" (user postgres, started ')
+    fixed_bed.slons[1].wait_log(f'pid {stale} is now "sleep" (user postgres, started ')
 
 
 @requires_pid_control

@@ -343,6 +343,7 @@ def test_uninstall_refuses_rather_than_leave_an_unrestorable_function_behind(ser
     add_stock_like_cluster(server, "_c1")
     assert server.psql_file(INSTALL_SQL).returncode == 0
     server.query("delete from slony_nodelock.stock_function")
+    server.query("drop function _c1.slony_nodelock_slony_functions() cascade")  # the copy in the cluster's schema too
     before = fingerprint(server)
 
     result = server.psql_file(UNINSTALL_SQL)

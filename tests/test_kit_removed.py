@@ -49,15 +49,16 @@ def test_slon_keeps_running_and_restarts_when_our_schema_is_dropped(fixed_bed):
     restart_slon_1(bed)
     assert "cannot read the kit's lock records" in bed.slons[1].log
 
-    # uninstall.sql cannot put Slony's function back (its copy went with the schema) and says
-    # what will; slonik's update functions then does.
+    # Slony's own functions went with the schema's saved copies, but the cluster's schema keeps a
+    # copy of its own: uninstall.sql puts them back exactly, as update functions would load them.
     result = node.psql_file(UNINSTALL_SQL)
     assert result.returncode == 0, result.stderr
-    assert ('WARNING:  slony-nodelock: the schema slony_nodelock is gone from database slony_test, but cluster "bed" '
-            '(schema "_bed") still runs the kit\'s cleanupnodelock() and Slony\'s saved copy went with the schema; '
-            'slon works, but uninstall cannot put Slony\'s back: run slonik "update functions" for this node\n') in result.stderr
+    assert ('NOTICE:  slony-nodelock: restored Slony\'s own cleanupnodelock() in cluster "bed" (schema "_bed")\n'
+            in result.stderr), result.stderr
+    restored = node.query(FUNCTION_STATE, ("_bed",))
+    assert restored[0][1] == "plpgsql"
     bed.cluster.slonik("update functions (id = 1);")
-    assert node.query(FUNCTION_STATE, ("_bed",))[0][1] == "plpgsql"
+    assert node.query(FUNCTION_STATE, ("_bed",)) == restored
 
 
 def test_a_missing_cleanupnodelock_is_reported_and_install_puts_ours_back(fixed_bed):

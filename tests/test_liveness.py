@@ -17,7 +17,7 @@ MIDNIGHT = 1717200000 * SECOND  # 2024-06-01 00:00:00 UTC
 AT_09_41_10 = MIDNIGHT + (9 * 3600 + 41 * 60 + 10) * SECOND
 AT_09_52_59 = MIDNIGHT + (9 * 3600 + 52 * 60 + 59) * SECOND
 
-DATABASE = "appdb"
+DATABASE = 16384  # the OID of the database the cleanup runs in; names are only for messages
 
 BACKEND_TYPES = ["client backend", "checkpointer", "walwriter", "autovacuum worker", None]
 APPLICATION_NAMES = ["", "slon.local_listen", "slon.remoteWorkerThread_2", "psql", None]
@@ -26,7 +26,7 @@ pids = st.integers(min_value=1, max_value=4_194_304)
 node_ids = st.integers(min_value=1, max_value=20)
 conncnts = st.integers(min_value=0, max_value=8)
 starts = st.integers(min_value=0, max_value=2**62)
-databases = st.sampled_from([DATABASE, "postgres", "otherdb", None])
+databases = st.sampled_from([DATABASE, 5, 16385, None])
 application_names = st.one_of(st.sampled_from(APPLICATION_NAMES), st.text(max_size=20))
 backend_types = st.sampled_from(BACKEND_TYPES)
 
@@ -47,10 +47,11 @@ def identity_of(row, pid=None, backend_start=AT_09_41_10, row_xmin="the row's"):
     }
 
 
-def backend(pid=2225, datname=DATABASE, backend_type="client backend",
-            application_name="", backend_start=AT_09_41_10):
+def backend(pid=2225, datid=DATABASE, backend_type="client backend",
+            application_name="", backend_start=AT_09_41_10, datname="appdb"):
     return {
         "pid": pid,
+        "datid": datid,
         "datname": datname,
         "backend_type": backend_type,
         "application_name": application_name,
@@ -69,7 +70,7 @@ def backends(pid=pids):
     return st.builds(
         backend,
         pid=pid,
-        datname=databases,
+        datid=databases,
         backend_type=backend_types,
         application_name=application_names,
         backend_start=starts,
@@ -96,19 +97,18 @@ def verdict_of(row, identity, seen, caller_pid=1, database=DATABASE):
     start=starts,
     application_name=application_names,
     caller_pid=pids,
-    caller_is_holder=st.booleans(),
     other_backends=st.lists(backends(), max_size=6),
     other_identities=st.lists(identities(), max_size=6),
 )
 def test_holder_matching_its_recorded_identity_is_live(
-    row, start, application_name, caller_pid, caller_is_holder, other_backends, other_identities
+    row, start, application_name, caller_pid, other_backends, other_identities
 ):
     pid = row["nl_backendpid"]
-    caller_pid = pid if caller_is_holder else caller_pid
+    assume(caller_pid != pid)  # the holder's own backend calling: see test_callers_own_recorded_lock_*
     key = (row["nl_nodeid"], row["nl_conncnt"])
     assume(all(b["pid"] != pid for b in other_backends))
     assume(all((i["nl_nodeid"], i["nl_conncnt"]) != key for i in other_identities))
-    holder = backend(pid=pid, datname=DATABASE, backend_type="client backend",
+    holder = backend(pid=pid, datid=DATABASE, backend_type="client backend",
                      application_name=application_name, backend_start=start)
     identity = identity_of(row, backend_start=start)
 
@@ -152,14 +152,13 @@ def test_row_whose_pid_is_not_in_the_snapshot_is_stale(
 @given(
     row=lock_rows(),
     seen=st.one_of(st.none(), backends()),
-    recorded=st.sampled_from(["none", "another pid", "same pid, other start"]),
+    recorded=st.sampled_from(["none", "another pid", "same pid, other start", "same pid and start"]),
     other_pid=pids,
     start=starts,
     database=databases,
 )
-def test_callers_own_pid_without_matching_identity_is_stale(
-    row, seen, recorded, other_pid, start, database
-):
+def test_callers_own_pid_is_always_stale(row, seen, recorded, other_pid, start, database):
+    # Recorded or not: slon never cleans up on the connection that holds its lock.
     caller_pid = row["nl_backendpid"]
     if seen is not None:
         seen = dict(seen, pid=caller_pid)
@@ -167,13 +166,10 @@ def test_callers_own_pid_without_matching_identity_is_stale(
         "none": None,
         "another pid": identity_of(row, pid=other_pid, backend_start=start),
         "same pid, other start": identity_of(row, backend_start=start),
+        "same pid and start": identity_of(row, backend_start=seen["backend_start"] if seen else start),
     }[recorded]
     if recorded == "another pid":
         assume(other_pid != caller_pid)
-    if recorded == "same pid, other start":
-        # With its type and start hidden, the caller cannot tell whether it took the lock itself.
-        assume(seen is None or seen["backend_type"] is not None)
-        assume(seen is None or start != seen["backend_start"])
 
     verdict, reason = liveness.judge_row(row, identity, seen, caller_pid, database)
     assert verdict == liveness.STALE, reason
@@ -228,10 +224,21 @@ def test_a_row_whose_pid_is_no_process_id_is_stale_whatever_it_is_recorded_as(pi
 
 
 def test_client_backend_of_another_database_is_stale():
-    verdict, reason = verdict_of(lock_row(), None, backend(datname="postgres"))
+    verdict, reason = verdict_of(lock_row(), None, backend(datid=5, datname="postgres"))
 
     assert verdict == liveness.STALE
-    assert reason == 'pid 2225 is a client backend of database "postgres", not of "appdb"'
+    assert reason == 'pid 2225 is a client backend of database "postgres", not of this one'
+
+
+def test_databases_are_told_apart_by_oid_never_by_name():
+    # Another database's name as escaped for a message can read like this one's, and a name
+    # need not even be valid text here: only the OID decides.
+    for name in ("appdb", None, "b\\xfccher"):
+        verdict, reason = verdict_of(lock_row(), None, backend(datid=16385, datname=name))
+        assert verdict == liveness.STALE
+    assert reason == 'pid 2225 is a client backend of database "b\\xfccher", not of this one'
+    assert verdict_of(lock_row(), None, backend(datid=16385, datname=None))[1] == \
+        "pid 2225 is a client backend of database with OID 16385, not of this one"
 
 
 def test_pid_reused_by_a_later_client_backend_is_stale_naming_both_start_times():
@@ -262,11 +269,16 @@ def test_pid_held_by_an_earlier_started_client_backend_is_stale():
     )
 
 
-def test_callers_own_lock_with_matching_identity_is_live():
+def test_callers_own_recorded_lock_is_stale_since_its_session_has_ended():
+    # Behind a session pooler the restarted slon's local_listen gets the server backend its dead
+    # predecessor took the lock with; slon never cleans up on a connection that holds a lock.
     row = lock_row()
-    verdict, _ = liveness.judge_row(row, identity_of(row), backend(), 2225, DATABASE)
+    verdict, reason = liveness.judge_row(row, identity_of(row), backend(), 2225, DATABASE)
 
-    assert verdict == liveness.LIVE
+    assert verdict == liveness.STALE
+    assert reason == ("pid 2225 is the backend running this cleanup; it took the lock in an earlier client "
+                      "session that has ended (a session pooler such as pgbouncer handed its server connection "
+                      "on), and slon never cleans up on a connection that holds a lock")
 
 
 def test_callers_own_pid_without_identity_is_stale():
@@ -330,7 +342,7 @@ def test_unrecorded_remote_worker_holding_a_worker_lock_is_kept():
 
 def test_hidden_backend_fields_are_unsure_and_name_the_missing_grant():
     row = lock_row()
-    hidden = backend(datname=None, backend_type=None, application_name=None, backend_start=None)
+    hidden = backend(datid=None, datname=None, backend_type=None, application_name=None, backend_start=None)
 
     for identity in (None, identity_of(row)):
         verdict, reason = liveness.judge_row(row, identity, hidden, 1, DATABASE, role="monitor")
@@ -438,7 +450,7 @@ def test_rows_with_a_matching_record_or_a_stale_verdict_are_never_adopted():
 
     assert not liveness.adoptable(row, identity_of(row), holder, liveness.LIVE)
     assert not liveness.adoptable(row, None, None, liveness.STALE)
-    hidden = backend(datname=None, backend_type=None, application_name="slon.local_listen", backend_start=None)
+    hidden = backend(datid=None, datname=None, backend_type=None, application_name="slon.local_listen", backend_start=None)
     assert not liveness.adoptable(row, None, hidden, liveness.UNSURE)
 
 
@@ -495,8 +507,16 @@ def test_proc_entries_give_the_command_owner_and_start_time():
     assert liveness.boot_time("cpu  1 2 3\nbtime %d\nprocesses 9\n" % boot) == boot
     assert liveness.real_uid("Name:\tsvlogd\nUid:\t104\t104\t104\t104\n") == 104
     assert liveness.command_line(b"svlogd\0-tt\0./main\0", STAT_OF_SVLOGD) == "svlogd -tt ./main"
-    assert liveness.describe_process("svlogd -tt ./main", "postgres", started) == \
-        '"svlogd -tt ./main" (user postgres, started 2024-06-01 09:52:59 UTC)'
+    assert liveness.program_name(STAT_OF_SVLOGD) == "svlogd"
+    assert liveness.describe_process("svlogd", "postgres", started) == \
+        '"svlogd" (user postgres, started 2024-06-01 09:52:59 UTC)'
+
+
+def test_messages_name_the_program_never_its_arguments():
+    # A command line can carry a password; what a NOTICE says goes to every log.
+    stat = STAT_OF_SVLOGD.replace("(svlogd)", "(sh\xff\n)")
+    assert liveness.program_name(stat) == "sh\\xff\\n"
+    assert "Sup3rS3cret" not in liveness.program_name(stat)
 
 
 def test_a_command_name_with_spaces_and_parentheses_does_not_shift_the_fields():
@@ -515,3 +535,32 @@ def test_the_removal_reason_says_what_the_pid_is_now_or_that_there_is_none():
         liveness.STALE, "pid 2225 is now %s, which is no backend of this server" % described)
     assert liveness.judge_row(lock_row(), None, None, 1, DATABASE, os_process=liveness.NO_SUCH_PROCESS) == (
         liveness.STALE, "no process has pid 2225 any more, so the backend that took the lock has ended")
+
+
+def test_bytes_from_the_database_become_text_that_is_safe_to_print():
+    from slony_nodelock.plpy_glue import python_codec, text_of
+
+    assert python_codec("UTF8") == python_codec("SQL_ASCII") == "utf-8"
+    assert python_codec("LATIN1") == "iso8859-1" and python_codec("WIN1252") == "cp1252"
+    assert python_codec("EUC_TW") == "utf-8"  # none in Python: escaped where not UTF-8
+    assert text_of(b"b\xc3\xbccher", "utf-8") == "b\u00fccher"
+    assert text_of(b"b\xfccher", "utf-8") == "b\\xfccher"
+    assert text_of(b"b\xfccher", "iso8859-1") == "b\u00fccher"
+    assert text_of(None, "utf-8") is None
+
+
+def test_a_recorded_holder_that_no_longer_carries_its_name_is_stale():
+    # Behind a session pooler the taker's server backend outlives slon; DISCARD ALL resets its
+    # name and the pooler hands it to another client, with the recorded PID and start time.
+    row = lock_row()
+    taken = dict(identity_of(row), application_name="slon.local_listen")
+
+    assert verdict_of(row, taken, backend(application_name="slon.local_listen"))[0] == liveness.LIVE
+    for now in ("", "slon.local_sync", "psql"):
+        verdict, reason = verdict_of(row, taken, backend(application_name=now))
+        assert verdict == liveness.STALE
+        assert reason == ('pid 2225 is the client backend that took the lock, but it now carries the name "%s" where it '
+                          'took the lock as "slon.local_listen", and slon never renames a connection: the session that '
+                          "took it has ended (a session pooler such as pgbouncer keeps its server connection)" % now)
+    # Records of earlier releases have no name: the start time alone decides.
+    assert verdict_of(row, identity_of(row), backend(application_name="psql"))[0] == liveness.LIVE

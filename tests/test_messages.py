@@ -27,8 +27,8 @@ ROW3 = dict(ROW0, nl_conncnt=3)
 KEPT_REASON = "pid 2225 is a client backend named \"slon.local_listen\", as slon's would be, ..."
 
 INSTALL_NOTICE = ('slony-nodelock: patched cluster "c1" (schema "_c1"): replaced cleanupnodelock() and '
-                  "terminatenodeconnections(), added the identity triggers; slon keeps running and uses the "
-                  "kit from its next cleanup, nothing to do")
+                  "terminatenodeconnections(), kept a copy of Slony's own functions in the cluster's schema, added "
+                  "the identity triggers; slon keeps running and uses the kit from its next cleanup, nothing to do")
 INSTALL_AGAIN = 'slony-nodelock: cluster "c1" (schema "_c1") is already patched; nothing changed'
 
 
@@ -54,10 +54,10 @@ def test_times_carry_the_date_and_the_zone_so_that_midnight_reads_right():
     row = dict(ROW0)
     record = {"cluster": "_prod", "nl_nodeid": 1, "nl_conncnt": 0, "pid": 2225, "backend_start": NOV_27_23_50,
               "row_xmin": 7, "adopted": False}
-    now = {"pid": 2225, "datname": "app", "backend_type": "client backend", "application_name": "slon.local_listen",
-           "backend_start": NOV_28_00_10}
+    now = {"pid": 2225, "datid": 16384, "datname": "app", "backend_type": "client backend",
+           "application_name": "slon.local_listen", "backend_start": NOV_28_00_10}
 
-    assert liveness.judge_row(row, record, now, 1, "app") == (
+    assert liveness.judge_row(row, record, now, 1, 16384) == (
         liveness.STALE, "pid 2225 is a client backend started 2026-11-28 00:10:00.000000 UTC, after the lock was "
                         "taken by one started 2026-11-27 23:50:00.000000 UTC")
 

@@ -65,7 +65,7 @@ def test_a_lock_whose_pid_is_now_a_client_backend_of_another_database_is_removed
 
         notices = notices_of(fixed_bed.node(1), CLEANUP)
 
-        assert removal_of(notices, pid) == f'pid {pid} is a client backend of database "postgres", not of "slony_test"'
+        assert removal_of(notices, pid) == f'pid {pid} is a client backend of database "postgres", not of this one'
         assert fixed_bed.cluster.own_lock_pid(1) is None
         slon_1_starts(fixed_bed, pid)
 

@@ -197,7 +197,7 @@ def test_the_migration_chain_keeps_data_and_refuses_what_it_does_not_know(one_no
 
     one_node.install_fix(1)
 
-    assert server.query("select version from slony_nodelock.migration order by 1") == [(1,), (2,), (3,)]
+    assert server.query("select version from slony_nodelock.migration order by 1") == [(1,), (2,), (3,), (4,)]
     assert server.query("select prosrc from slony_nodelock.stock_function where cluster_schema = '_kept'") == [
         ("begin end",)]
     assert server.query("select pid from slony_nodelock.lock_identity where cluster_schema = '_kept'") == [(4242,)]

@@ -12,14 +12,17 @@
 # Inputs are mappings, the shape plpy.execute() and psycopg's dict_row both return:
 #   lock row:  {"nl_nodeid", "nl_conncnt", "nl_backendpid", "xmin"}; xmin names the row version
 #   identity:  {"cluster", "nl_nodeid", "nl_conncnt", "pid", "backend_start", "row_xmin",
-#              "adopted", "proves_taken"}, recorded by a trigger when the row version row_xmin was
+#              "application_name", "adopted", "proves_taken"}, recorded by a trigger when the row
+#              version row_xmin was
 #              inserted into the cluster's sl_nodelock (row_xmin None: made by 0.2.0 or earlier,
 #              before records were bound to a row version), or by install's adoption (adopted:
 #              a judgement, not a sighting). proves_taken (another cluster's records only; for
 #              this cluster's, judge() tells from the rows): made by the trigger, and its row is
 #              still there as recorded, so the backend took that row and no other.
-#   backend:   {"pid", "datname", "backend_type", "application_name", "backend_start"},
-#              one per row of pg_stat_activity
+#   backend:   {"pid", "datid", "datname", "backend_type", "application_name", "backend_start"},
+#              one per row of pg_stat_activity; datid is the database's OID, which is what is
+#              compared, and datname its name for messages only (escaped where it is not valid
+#              text: see plpy_glue.RAW), or None
 # backend_start values are microseconds since the epoch and xmin values transaction ids, both
 # integers: exact, and cheap to compare.
 
@@ -105,6 +108,13 @@ def printable(text):
     return "".join(ch if " " <= ch <= "~" else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+def program_name(stat_text):
+    """The process's program, as the kernel names it (/proc/<pid>/stat field 2: the executable's
+    base name, at most 15 bytes), made printable. Messages name only this: a command line can
+    carry secrets (a --password=...), and messages go to every log; status() alone shows more."""
+    return printable(stat_text[stat_text.index("(") + 1:stat_text.rindex(")")])
+
+
 def command_line(cmdline_bytes, stat_text):
     """What ps shows, made printable and cut at MAX_COMMAND characters: the arguments joined by
     spaces, or [name] for a process without any."""
@@ -112,14 +122,15 @@ def command_line(cmdline_bytes, stat_text):
     if arguments:
         command = printable(b" ".join(arguments).decode("utf-8", "backslashreplace"))
     else:
-        command = "[%s]" % printable(stat_text[stat_text.index("(") + 1:stat_text.rindex(")")])
+        command = "[%s]" % program_name(stat_text)
     if len(command) > MAX_COMMAND:
         command = command[:MAX_COMMAND - 3] + "..."
     return command
 
 
 def describe_process(command, user, started):
-    """'"svlogd -tt ./main" (user postgres, started 2026-11-28 09:52:59 UTC)', for messages."""
+    """'"svlogd" (user postgres, started 2026-11-28 09:52:59 UTC)', for messages (command: the program
+    name), or with the whole command line for status()."""
     return '"%s" (user %s, started %s)' % (command, printable(user), moment(started, precise=False))
 
 
@@ -175,7 +186,9 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
     that this very backend (same PID and start time) is recorded to have taken, or is None.
     os_process says what the PID is on the database host when it is no backend (see
     describe_process, or NO_SUCH_PROCESS), or is None when that is unknown. role is the role
-    judging, named when pg_stat_activity hides what it needs.
+    judging, named when pg_stat_activity hides what it needs. database is the OID of the
+    database the cleanup runs in: names are for people, and another database's name need not
+    even be valid text here.
     """
     pid = row["nl_backendpid"]
     if pid is None or pid <= 0:
@@ -193,7 +206,16 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
         if os_process is not None:
             return STALE, "pid %d is now %s, which is no backend of this server" % (pid, os_process)
         return STALE, "pid %d is no backend of this server (what holds it on the host could not be read)" % pid
-    if pid == caller_pid and not recorded:
+    if pid == caller_pid:
+        # Slony 2.2's slon never runs a cleanup on a connection that holds a lock: local_listen
+        # cleans up before it inserts its row, and the periodic cleanup (cleanupEvent(), on the
+        # local_cleanup connection) and failover run on connections that take none. So a call
+        # from the very backend that took the row means the session that took it has ended, and
+        # a session pooler (pgbouncer in session mode) has handed its server connection on.
+        if recorded and backend["backend_start"] == identity["backend_start"]:
+            return STALE, ("pid %d is the backend running this cleanup; it took the lock in an earlier client "
+                           "session that has ended (a session pooler such as pgbouncer handed its server "
+                           "connection on), and slon never cleans up on a connection that holds a lock" % pid)
         return STALE, "pid %d is the backend running this cleanup, not a lock holder" % pid
     if backend["backend_type"] is None:
         return UNSURE, (
@@ -203,12 +225,21 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
         )
     if backend["backend_type"] != CLIENT_BACKEND:
         return STALE, "pid %d is this server's %s, not a client backend" % (pid, backend["backend_type"])
-    if backend["datname"] != database:
-        return STALE, "pid %d is a client backend of database %s, not of %s" % (
-            pid, quoted(backend["datname"] or ""), quoted(database))
+    if backend["datid"] != database:
+        other = backend.get("datname")
+        return STALE, "pid %d is a client backend of database %s, not of this one" % (
+            pid, quoted(other) if other is not None else "with OID %s" % backend["datid"])
 
     if recorded:
         if backend["backend_start"] == identity["backend_start"]:
+            taken_as = identity.get("application_name")
+            if taken_as is not None and backend["application_name"] != taken_as:
+                # slon names a connection once, as it opens it; a session pooler resets the name
+                # (DISCARD ALL) when it takes the server connection back from a client that left.
+                return STALE, ("pid %d is the client backend that took the lock, but it now carries the name %s "
+                               "where it took the lock as %s, and slon never renames a connection: the session "
+                               "that took it has ended (a session pooler such as pgbouncer keeps its server "
+                               "connection)" % (pid, quoted(backend["application_name"] or ""), quoted(taken_as)))
             return LIVE, "pid %d is the client backend that took the lock" % pid
         return STALE, "pid %d is a client backend started %s, %s the lock was taken by one started %s" % (
             pid, moment(backend["backend_start"]),
@@ -273,7 +304,7 @@ def judge(rows, records, backends, caller_pid, database, cluster=None, os_proces
     """[(row, verdict, reason, adoptable)] for every lock row of cluster, in the order given.
 
     records: identity records of any cluster in the database (at least those naming the rows'
-    PIDs), any order; backends: the pg_stat_activity snapshot; os_processes: {pid: what it is on
+    PIDs), any order; backends: the pg_stat_activity snapshot; database: this database's OID; os_processes: {pid: what it is on
     the host} for PIDs that are no backend, where known; role: the role judging (see judge_row).
     """
     os_processes = os_processes or {}

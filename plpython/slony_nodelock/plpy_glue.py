@@ -8,9 +8,9 @@
 # plpy is passed in rather than used as a global so that this file can also be imported with a
 # stand-in.
 from slony_nodelock.liveness import (  # embed: drop
-    LIVE, NO_SUCH_PROCESS, STALE, boot_time, cleanup_notice, cluster_label, command_line,  # embed: drop
-    describe_process, describe_row, judge, printable, process_start, quoted, real_uid,  # embed: drop
-    record_matches)  # embed: drop
+    LIVE, NO_SUCH_PROCESS, STALE, boot_time, moment, cleanup_notice, cluster_label, command_line,  # embed: drop
+    describe_process, describe_row, judge, printable, process_start, program_name, quoted,  # embed: drop
+    real_uid, record_matches)  # embed: drop
 
 # Where make install puts the scripts, so that every message can name them by an absolute path.
 # sql/generate.py (and through it the Makefile and the SQL) reads it from here.
@@ -31,6 +31,18 @@ MICROSECONDS = "(pg_catalog.date_part('epoch', %s) * 1000000)::pg_catalog.int8"
 # A transaction id as an integer (xid has no cast to a number).
 XID = "%s::pg_catalog.text::pg_catalog.int8"
 
+# Text that the kit does not control comes into Python as bytea, never as text. PL/Python turns
+# text into a Python string unchecked in a UTF8 database, and a string that is not valid UTF-8
+# crashes the whole server (SIGSEGV); in a SQL_ASCII database it fails the call instead. Other
+# databases' names and role names live in shared catalogs, so any database's session may have
+# written them in its own encoding (a CREATEDB role can make a SQL_ASCII database, and from there
+# a database named with any bytes); in a SQL_ASCII database no name is checked at all. This gives
+# the bytes as stored, validated by nothing, in every server encoding: replace() and decode() work
+# on bytes here, and E'' literals do not depend on standard_conforming_strings. text_of() turns
+# them into text for messages. application_name needs none of this: PostgreSQL keeps it to
+# printable ASCII (check_application_name), in every release the kit supports.
+RAW = "pg_catalog.decode(pg_catalog.replace(%s, E'\\\\', E'\\\\\\\\'), 'escape')"
+
 # Each lock row with its row version.
 LOCKS = (
     "select l.nl_nodeid, l.nl_conncnt, l.nl_backendpid, " + XID % "l.xmin" + " as xmin"
@@ -49,7 +61,7 @@ FOR_UPDATE = " for update of l"
 RECORDS = (
     "select i.cluster_schema::pg_catalog.text as cluster, i.nl_nodeid, i.nl_conncnt, i.pid,"
     " " + MICROSECONDS % "i.backend_start" + " as backend_start, " + XID % "i.row_xmin" + " as row_xmin,"
-    " i.adopted, case when i.cluster_schema = $2 then null else not i.adopted and"
+    " i.application_name, i.adopted, case when i.cluster_schema = $2 then null else not i.adopted and"
     " slony_nodelock.record_is_current(i.cluster_schema, i.nl_nodeid, i.nl_conncnt, i.pid, i.row_xmin)"
     " end as proves_taken"
     " from slony_nodelock.lock_identity i"
@@ -57,14 +69,37 @@ RECORDS = (
 )
 
 # What pg_stat_activity says about the given PIDs. pg_stat_get_activity() is what the view reads;
-# calling it directly skips the view's join to pg_authid, which we do not need.
+# calling it directly skips the view's joins to pg_database and pg_authid: the database is told
+# by its OID, and a name is read (see DATABASE_NAMES) only for a message that needs one.
 BACKENDS = (
-    "select a.pid, d.datname::pg_catalog.text as datname, a.backend_type, a.application_name,"
+    "select a.pid, a.datid, a.backend_type, a.application_name,"
     " " + MICROSECONDS % "a.backend_start" + " as backend_start"
     " from pg_catalog.pg_stat_get_activity(null) a"
-    " left join pg_catalog.pg_database d on d.oid = a.datid"
     " where a.pid = any ($1)"
 )
+DATABASE_NAMES = ("select d.oid, " + RAW % "d.datname::pg_catalog.text" + " as name"
+                  " from pg_catalog.pg_database d where d.oid = any ($1)")
+
+
+def python_codec(server_encoding):
+    """The Python codec of a PostgreSQL server encoding, for text_of(); UTF-8 for SQL_ASCII (no
+    encoding at all, and UTF-8 is what such names most often are) and for the few that Python
+    lacks (EUC_TW, MULE_INTERNAL)."""
+    import codecs
+    name = server_encoding.lower()
+    name = {"sql_ascii": "utf-8", "utf8": "utf-8", "koi8r": "koi8_r", "koi8u": "koi8_u"}.get(name, name)
+    if name.startswith("win"):
+        name = "cp" + name[3:]
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return "utf-8"
+
+
+def text_of(raw, codec):
+    """Bytes read through RAW as text: what is valid in the database's encoding as it reads, any
+    other byte escaped (\\xfc), so that the text is safe to print and to send back."""
+    return None if raw is None else bytes(raw).decode(codec, "backslashreplace")
 
 
 def fail(plpy, message, sqlstate):
@@ -82,12 +117,17 @@ def _plans(plpy, cache, cluster):
     plans = cache.get(("plans", cluster))
     if plans is None:
         table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
-        me = plpy.execute("select pg_catalog.pg_backend_pid() as pid,"
-                          " pg_catalog.current_database()::pg_catalog.text as database")[0]
+        me = plpy.execute(
+            "select pg_catalog.pg_backend_pid() as pid, d.oid as oid, pg_catalog.current_setting('server_encoding')"
+            " as encoding, " + RAW % "d.datname::pg_catalog.text" + " as name"
+            " from pg_catalog.pg_database d where d.datname = pg_catalog.current_database()")[0]
+        codec = python_codec(me["encoding"])
         plans = {
             "table": table,
             "caller": me["pid"],
-            "database": me["database"],
+            "database": text_of(me["name"], codec),
+            "database_oid": me["oid"],
+            "codec": codec,
             "locks": plpy.prepare(LOCKS % table),
             "locks" + FOR_UPDATE: plpy.prepare(LOCKS % table + FOR_UPDATE),
             "backends": plpy.prepare(BACKENDS, ["int4[]"]),
@@ -109,18 +149,18 @@ def _prepared(plpy, plans, name, query, types=()):
     return plans[name]
 
 
-def _current_user(plpy):
+def _current_user(plpy, codec="utf-8"):
     """The role running this, for messages that name it (asked only when one is raised)."""
-    return plpy.execute("select current_user::pg_catalog.text as u")[0]["u"]
+    return text_of(plpy.execute("select " + RAW % "current_user::pg_catalog.text" + " as u")[0]["u"], codec)
 
 
-def _lock_rows(plpy, plan, arguments, refusal, cluster):
+def _lock_rows(plpy, plans, plan, arguments, refusal, cluster):
     """plan's lock rows, FOR UPDATE; a role that may not lock them gets one line, refusal, naming
     it and the cluster, as Slony's own functions need a superuser too (killBackend)."""
     try:
         return plpy.execute(plan, arguments)
     except plpy.spiexceptions.InsufficientPrivilege:
-        fail(plpy, refusal % (quoted(_current_user(plpy)), cluster_label(cluster)), "42501")
+        fail(plpy, refusal % (quoted(_current_user(plpy, plans["codec"])), cluster_label(cluster)), "42501")
     except plpy.spiexceptions.ReadOnlySqlTransaction:
         if plpy.execute("select pg_catalog.pg_is_in_recovery() as r")[0]["r"]:
             fail(plpy, "%s is on a hot standby here, where no lock can be changed; nothing changed: "
@@ -153,13 +193,15 @@ def _records(plpy, plans, cluster, pids):
 
 
 def os_processes(pids):
-    """What each PID is on the database host, for PIDs that are no backend: ({pid: description or
-    NO_SUCH_PROCESS}, {pid: why it could not be told}). Reads only /proc/stat and /proc/<pid>/
-    (stat, status, cmdline) for integer PIDs, and never fails: /proc may be missing (another OS)
-    or hidden (hidepid)."""
-    found, unknown = {}, {}
+    """What each PID is on the database host, for PIDs that are no backend: ({pid: description by
+    program name, or NO_SUCH_PROCESS}, {pid: description with the whole command line}, {pid: why
+    it could not be told}). Only status() shows command lines: they can hold secrets, and the
+    short description goes into NOTICEs, which every log keeps. Reads only /proc/stat and
+    /proc/<pid>/ (stat, status, cmdline) for integer PIDs, and never fails: /proc may be missing
+    (another OS) or hidden (hidepid)."""
+    found, full, unknown = {}, {}, {}
     if not pids:
-        return found, unknown  # the usual case: every PID is a backend; no /proc read at all
+        return found, full, unknown  # the usual case: every PID is a backend; no /proc read at all
     import os
     import pwd
     try:
@@ -167,15 +209,15 @@ def os_processes(pids):
             boot = boot_time(f.read())
         ticks = os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError) as e:
-        return found, dict((pid, "/proc cannot be read here (%s)" % e) for pid in pids)
+        return found, full, dict((pid, "/proc cannot be read here (%s)" % e) for pid in pids)
     for pid in pids:
         if pid is None or pid <= 0:
-            found[pid] = NO_SUCH_PROCESS
+            found[pid] = full[pid] = NO_SUCH_PROCESS
             continue
         try:
             os.kill(pid, 0)  # signal 0 is never delivered: only asks whether the PID exists
         except ProcessLookupError:
-            found[pid] = NO_SUCH_PROCESS
+            found[pid] = full[pid] = NO_SUCH_PROCESS
             continue
         except (PermissionError, OverflowError):
             pass
@@ -193,37 +235,52 @@ def os_processes(pids):
                 user = pwd.getpwuid(uid).pw_name
             except KeyError:
                 user = str(uid)
-            found[pid] = describe_process(command_line(cmdline, stat), user, process_start(stat, boot, ticks))
+            started = process_start(stat, boot, ticks)
+            found[pid] = describe_process(program_name(stat), user, started)
+            full[pid] = describe_process(command_line(cmdline, stat), user, started)
         except FileNotFoundError:
-            found[pid] = NO_SUCH_PROCESS  # it exited since kill(pid, 0)
+            found[pid] = full[pid] = NO_SUCH_PROCESS  # it exited since kill(pid, 0)
         except (OSError, ValueError, IndexError) as e:
             unknown[pid] = "%s cannot be read (%s)" % (base, e)
-    return found, unknown
+    return found, full, unknown
 
 
 def _judged(plpy, plans, cluster, locks):
     """(lock row, verdict, reason, adoptable) for each lock row, the backends looked at, the
-    records read, and what /proc says of the PIDs that are no backend ({pid: why not} for those
-    it could not tell)."""
+    records read, and what /proc says of the PIDs that are no backend (by program name, with the
+    command line, and {pid: why not} for those it could not tell)."""
     pids = list(set(row["nl_backendpid"] for row in locks))
     records = _records(plpy, plans, cluster, pids)
     # pg_stat_activity is read once per transaction and then kept; a holder that connected since
     # the caller's transaction first looked would be missing, and its live lock judged stale.
     plpy.execute(plans["fresh_activity"])
-    backends = plpy.execute(plans["backends"], [pids])
+    backends = list(plpy.execute(plans["backends"], [pids]))
+    _name_databases(plpy, plans, backends)
     listed = set(b["pid"] for b in backends)
-    described, unknown = os_processes([pid for pid in pids if pid not in listed])
+    described, full, unknown = os_processes([pid for pid in pids if pid not in listed])
     # Named only when pg_stat_activity hides something from it: one query fewer per cleanup.
-    role = _current_user(plpy) if any(b["backend_type"] is None for b in backends) else None
-    judged = judge(locks, records, backends, plans["caller"], plans["database"], cluster, described, role)
-    return judged, backends, records, described, unknown
+    role = _current_user(plpy, plans["codec"]) if any(b["backend_type"] is None for b in backends) else None
+    judged = judge(locks, records, backends, plans["caller"], plans["database_oid"], cluster, described, role)
+    return judged, backends, records, full, unknown
+
+
+def _name_databases(plpy, plans, backends):
+    """Sets each backend's datname, for messages: this database's name, or another's read as
+    bytes (only when some backend is of another database, so a cleanup usually asks nothing)."""
+    others = set(b["datid"] for b in backends if b["datid"] is not None and b["datid"] != plans["database_oid"])
+    names = {}
+    if others:
+        plan = _prepared(plpy, plans, "database_names", DATABASE_NAMES, ["oid[]"])
+        names = dict((r["oid"], text_of(r["name"], plans["codec"])) for r in plpy.execute(plan, [list(others)]))
+    for b in backends:
+        b["datname"] = plans["database"] if b["datid"] == plans["database_oid"] else names.get(b["datid"])
 
 
 def cleanup(plpy, cache, cluster):
     """What cleanupNodelock() does: delete every stale lock row, under the same FOR UPDATE as
     Slony's own version, with a NOTICE for each deletion and each row kept only for lack of proof."""
     plans = _plans(plpy, cache, cluster)
-    locks = _lock_rows(plpy, plans["locks" + FOR_UPDATE], [], "role %s may not clean up the locks of %s; "
+    locks = _lock_rows(plpy, plans, plans["locks" + FOR_UPDATE], [], "role %s may not clean up the locks of %s; "
                        "nothing changed: run cleanupNodelock() as a superuser, as slon does", cluster)
     if len(locks) == 0:
         return 0
@@ -242,8 +299,8 @@ def cleanup(plpy, cache, cluster):
 
 RECORD = (
     "insert into slony_nodelock.lock_identity"
-    " (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin, adopted)"
-    " select $1, $2, $3, a.pid, a.backend_start, $6::pg_catalog.text::pg_catalog.xid, true"
+    " (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin, application_name, adopted)"
+    " select $1, $2, $3, a.pid, a.backend_start, $6::pg_catalog.text::pg_catalog.xid, a.application_name, true"
     " from pg_catalog.pg_stat_get_activity($4) a"
     " where " + MICROSECONDS % "a.backend_start" + " = $5"
     " on conflict (cluster_schema, nl_nodeid, nl_conncnt) do nothing"
@@ -333,10 +390,11 @@ def terminate(plpy, cache, cluster, failed_node):
     plans = _plans(plpy, cache, cluster)
     failed_locks = _prepared(plpy, plans, "failed_locks",
                              LOCKS % plans["table"] + " where l.nl_nodeid = $1" + FOR_UPDATE, ["int4"])
-    locks = _lock_rows(plpy, failed_locks, [failed_node], "role %s may not end the connections of a failed "
+    locks = _lock_rows(plpy, plans, failed_locks, [failed_node], "role %s may not end the connections of a failed "
                        "node of %s; nothing changed: fail over as a superuser, as slonik does", cluster)
-    setting = (plpy.execute("select pg_catalog.current_setting('%s', true) as v" % FAILOVER_SETTING)[0]["v"]
-               or "").strip().lower()
+    # A setting's value is text the kit does not control (ALTER ROLE ... SET from any database).
+    setting = (text_of(plpy.execute("select " + RAW % ("pg_catalog.current_setting('%s', true)" % FAILOVER_SETTING)
+                                    + " as v")[0]["v"], plans["codec"]) or "").strip().lower()
     if setting not in ("", "stock"):
         plpy.warning("slony-nodelock: %s is '%s', which means nothing; only 'stock' changes what a failover "
                      "does, so the kit's own termination runs for %s; set it to 'stock', or RESET it where it was set "
@@ -349,23 +407,38 @@ def terminate(plpy, cache, cluster, failed_node):
         judged, backends, records = _judged(plpy, plans, cluster, locks)[:3]
         started = dict((b["pid"], b["backend_start"]) for b in backends)
         adopted = set((r["nl_nodeid"], r["nl_conncnt"]) for r in records if r["cluster"] == cluster and r["adopted"])
-        # One statement from check to signal: the PID must still be the backend judged.
+        # The last check and the signal in one statement, on activity read afresh: what was judged
+        # above is the snapshot pg_stat_get_activity() keeps for the whole transaction, and the
+        # holder may have ended since (NOTICEs to a slow client can take a while), with another
+        # backend on its PID. The snapshot is cleared just before, so this statement reads anew.
         end_backend = _prepared(plpy, plans, "end_backend",
-                                "select pg_catalog.pg_terminate_backend(a.pid) as ended"
-                                " from pg_catalog.pg_stat_get_activity($1) a"
-                                " where " + MICROSECONDS % "a.backend_start" + " = $2", ["int4", "int8"])
+                                "select " + MICROSECONDS % "a.backend_start" + " as backend_start,"
+                                " case when " + MICROSECONDS % "a.backend_start" + " = $2"
+                                " then pg_catalog.pg_terminate_backend(a.pid) else false end as ended"
+                                " from pg_catalog.pg_stat_get_activity($1) a", ["int4", "int8"])
         for row, verdict, reason, _ in judged:
             pid = row["nl_backendpid"]
-            if verdict == LIVE and pid == plans["caller"]:
+            if pid == plans["caller"]:
                 reason = "it is the backend running this failover"
             elif verdict == LIVE and (row["nl_nodeid"], row["nl_conncnt"]) in adopted:
                 reason = "%s, but only by install's adoption, which is no proof" % reason
             elif verdict == LIVE:
-                ended = plpy.execute(end_backend, [pid, started[pid]])
-                done = "terminated" if len(ended) == 1 and ended[0]["ended"] else "could not terminate"
-                plpy.notice("slony-nodelock: failover: %s the holder of the %s: %s" % (
-                    done, describe_row(cluster, row), reason))
-                continue
+                plpy.execute(plans["fresh_activity"])
+                now = plpy.execute(end_backend, [pid, started[pid]])
+                if len(now) == 1 and now[0]["ended"]:
+                    plpy.notice("slony-nodelock: failover: terminated the holder of the %s: %s" % (
+                        describe_row(cluster, row), reason))
+                    continue
+                if len(now) == 0:
+                    reason = ("it was judged live, but by the time of the signal pid %d was no backend any more: "
+                              "the holder had ended by itself" % pid)
+                elif now[0]["backend_start"] != started[pid]:
+                    reason = ("it was judged live, but by the time of the signal pid %d was a backend started %s, "
+                              "not the holder, started %s, which had ended: nothing was signalled" % (
+                                  pid, moment(now[0]["backend_start"]) if now[0]["backend_start"] is not None
+                                  else "at a time hidden from this role", moment(started[pid])))
+                else:
+                    reason = "%s, but pg_terminate_backend() did not end it (see the server log)" % reason
             plpy.notice("slony-nodelock: failover: did not signal the holder of the %s: %s" % (
                 describe_row(cluster, row), reason))
     if len(locks) > 0:

@@ -144,6 +144,17 @@ class SlonyCluster:
         self.slons.append(slon)
         return slon
 
+    def start_slon_via(self, node_id: int, conninfo: str, *options: str) -> Slon:
+        """Start a slon for node_id that reaches its own node through conninfo (a pooler's, say)
+        instead of the server's own; options go before SLON_OPTIONS (-d 1 names each backend)."""
+        log_path = self.nodes[node_id].home / f"slon-{node_id}-{len(self.slons)}.log"
+        started_at = datetime.now(timezone.utc)  # before the fork, as in start_slon
+        process = SessionProcess.start(["slon", *options, *SLON_OPTIONS, self.name, conninfo],
+                                       cwd=self.nodes[node_id].home, log_path=log_path)
+        slon = Slon(node_id, process, started_at)
+        self.slons.append(slon)
+        return slon
+
     def stop_all_slons(self) -> None:
         for slon in self.slons:
             slon.stop()

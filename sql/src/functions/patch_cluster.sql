@@ -18,6 +18,8 @@ DECLARE
     v_triggers_added boolean := false;
     v_forgotten int8;
     v_adopted int4;
+    v_recovered text;
+    v_present boolean;
 BEGIN
     SELECT c.is_cluster, c.why_not INTO v_candidate FROM slony_nodelock.cluster_candidates() c WHERE c.schema_name = p_cluster;
     IF NOT FOUND THEN
@@ -39,8 +41,22 @@ BEGIN
         v_source := slony_nodelock.patched_source(p_cluster, v_patch.function_name);
         SELECT p.* INTO v_fn FROM pg_catalog.pg_proc p
          WHERE p.oid = slony_nodelock.patched_function_oid(p_cluster, v_patch.function_name);
+        v_present := FOUND;
+        -- Ours (or none) with no saved copy of Slony's, as DROP SCHEMA slony_nodelock CASCADE
+        -- leaves it: find Slony's again, or no later removal of the kit could put it back.
+        IF (NOT v_present OR v_fn.prosrc LIKE '# slony-nodelock %')
+           AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
+                            WHERE s.cluster_schema = p_cluster AND s.function_name = v_patch.function_name) THEN
+            v_recovered := slony_nodelock.recover_stock_function(p_cluster, v_patch.function_name);
+            IF v_recovered IS NOT NULL THEN
+                v_done := v_done || pg_catalog.format('took Slony''s own %s() from %s, for uninstall to put back', v_patch.function_name, v_recovered);
+            ELSIF v_present THEN
+                RAISE WARNING 'slony-nodelock: % runs the kit''s %() and no copy of Slony''s own is left (DROP SCHEMA slony_nodelock CASCADE took it), so uninstall could not put Slony''s back; it stays patched: run slonik "update functions" for this node, and the kit saves what Slony loads',
+                    slony_nodelock.cluster_label(p_cluster), v_patch.function_name;
+            END IF;
+        END IF;
         -- Gone (dropped by hand or by a CASCADE) but saved: ours is created from scratch below.
-        IF NOT FOUND AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
+        IF NOT v_present AND NOT EXISTS (SELECT FROM slony_nodelock.stock_function s
                                       WHERE s.cluster_schema = p_cluster AND s.function_name = v_patch.function_name) THEN
             RAISE EXCEPTION 'slony-nodelock: % has no %() and no saved copy of Slony''s; nothing changed. Run slonik "update functions" for this node (the kit then patches it by itself)',
                 slony_nodelock.cluster_label(p_cluster), v_patch.function_name;
@@ -61,6 +77,9 @@ BEGIN
     END LOOP;
     IF pg_catalog.cardinality(v_replaced) > 0 THEN
         v_done := v_done || ('replaced ' || pg_catalog.array_to_string(v_replaced, ' and '));
+    END IF;
+    IF slony_nodelock.keep_slony_functions(p_cluster) THEN
+        v_done := v_done || 'kept a copy of Slony''s own functions in the cluster''s schema'::text;
     END IF;
 
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = v_table AND t.tgname = 'slony_nodelock_identity') THEN

@@ -47,6 +47,7 @@ BEGIN
                 CONTINUE WHEN COALESCE(v_comment LIKE 'slony-nodelock:%', false);
                 UPDATE slony_nodelock.stock_function SET comment = v_comment
                  WHERE cluster_schema = v_cmd.schema_name AND function_name = v_cmd.function_name;
+                PERFORM slony_nodelock.keep_slony_functions(v_cmd.schema_name);
                 PERFORM slony_nodelock.comment_patched(v_cmd.schema_name, v_cmd.function_name);
                 CONTINUE;
             END IF;
@@ -77,6 +78,7 @@ BEGIN
             BEGIN
                 -- Still remember what Slony just loaded, so that uninstall puts back this version.
                 PERFORM slony_nodelock.save_stock_function(v_cmd.schema_name, v_cmd.function_name);
+                PERFORM slony_nodelock.keep_slony_functions(v_cmd.schema_name);
                 INSERT INTO slony_nodelock.repatch_log (cluster_schema, command_tag, succeeded, detail)
                 VALUES (v_cmd.schema_name, v_cmd.command_tag, false, v_error);
             EXCEPTION WHEN OTHERS OR query_canceled THEN

@@ -20,13 +20,14 @@ BEGIN
         EXECUTE pg_catalog.format('SELECT l.xmin FROM %I.%I l WHERE l.nl_nodeid OPERATOR(pg_catalog.=) $1 '
                                   'AND l.nl_conncnt OPERATOR(pg_catalog.=) $2', TG_TABLE_SCHEMA, TG_TABLE_NAME)
            INTO v_xmin USING NEW.nl_nodeid, NEW.nl_conncnt;
-        INSERT INTO slony_nodelock.lock_identity AS i (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin)
-        SELECT TG_TABLE_SCHEMA, NEW.nl_nodeid, NEW.nl_conncnt, a.pid, a.backend_start, v_xmin
+        INSERT INTO slony_nodelock.lock_identity AS i (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin,
+                                                       application_name)
+        SELECT TG_TABLE_SCHEMA, NEW.nl_nodeid, NEW.nl_conncnt, a.pid, a.backend_start, v_xmin, a.application_name
           FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a
          WHERE a.backend_start IS NOT NULL AND v_xmin IS NOT NULL
         ON CONFLICT (cluster_schema, nl_nodeid, nl_conncnt)
         DO UPDATE SET pid = EXCLUDED.pid, backend_start = EXCLUDED.backend_start, row_xmin = EXCLUDED.row_xmin,
-                      adopted = false;
+                      application_name = EXCLUDED.application_name, adopted = false;
     END IF;
     RETURN NULL;
 EXCEPTION WHEN OTHERS THEN
@@ -38,6 +39,6 @@ EXCEPTION WHEN OTHERS THEN
     RETURN NULL;
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.track_lock_identity() IS 'slony-nodelock: trigger recording the backend (pid, backend_start) that takes each sl_nodelock row, bound to the row''s xmin';
+COMMENT ON FUNCTION slony_nodelock.track_lock_identity() IS 'slony-nodelock: trigger recording the backend (pid, backend_start, application_name) that takes each sl_nodelock row, bound to the row''s xmin';
 -- A trigger function that writes our table with our rights: nobody else may attach it.
 REVOKE EXECUTE ON FUNCTION slony_nodelock.track_lock_identity() FROM PUBLIC;

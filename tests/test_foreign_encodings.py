@@ -1,0 +1,539 @@
+"""Names that are not valid UTF-8 (issue 18): a database whose name is not valid UTF-8, and a Slony
+database that is SQL_ASCII or has such a name.
+
+A role with only CREATEDB can create a SQL_ASCII database and, from it, a database whose name is
+any bytes, such as b"b\\xfccher" ("bücher" in LATIN1). pg_database is shared by every database of
+the server, so that name reaches every database, UTF8 ones too, unconverted. PL/Python turns text
+into a Python str without checking it in a UTF8 database, and dies with signal 11 on such bytes:
+the postmaster then ends every session of the server and runs crash recovery. In a SQL_ASCII
+database it checks them, and fails the call instead. Stock Slony's cleanupNodelock() reads no
+names (it asks kill()), so it crashes and fails nothing.
+
+Every test here checks that the server did not crash: the postmaster keeps its PID through a
+crash of one of its children (it reinitialises), so CrashWatch looks at the server log and at the
+checkpointer, which crash recovery replaces. No test claims a PID: lock rows are pointed at the
+backend of the odd database, which is what cleanupNodelock() sees after a reboot handed the PID on.
+
+psycopg encodes every conninfo string it is given as UTF-8, and libpq's percent-escapes come back
+through psycopg's decoding, so a connection to a database with such a name is made from a libpq
+connection opened with the raw bytes (connect_raw), and psql and slon get them as raw argv bytes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from psycopg import pq, sql
+
+from notices import PATCHED_BED, removal
+from slonybed import SlonyBed
+from slonybed.bed import INSTALL_SQL
+from slonybed.pidreuse import SleepHolder
+from slonybed.postgres import DATABASE, PostgresServer
+from slonybed.processes import SessionProcess, as_server_user
+from slonybed.slony import SLON_OPTIONS, TABLE_DDL, Slon
+from test_install import STOCK_LIKE, add_stock_like_cluster
+
+# "bücher" in LATIN1: not valid UTF-8 (0xfc starts no UTF-8 sequence).
+ODD = b"b\xfccher"
+# The SQL_ASCII database the odd names are created from.
+ASCII_DB = b"ascii"
+# The role that creates them: CREATEDB and nothing else.
+MAKER = "maker"
+
+STATUS = ("select cluster, node, conncnt, pid, recorded_backend_start, holder_backend_type, holder_datname,"
+          " holder_application_name, holder_backend_start, os_process, verdict, reason"
+          " from slony_nodelock.status(%s)")
+
+# What the server log says when a backend crashes and the postmaster reinitialises.
+CRASH_SIGNS = ("was terminated by signal", "terminating any other active server processes",
+               "all server processes terminated; reinitializing")
+
+
+@pytest.fixture
+def lone_bed() -> Iterator[SlonyBed]:
+    """One server, no Slony cluster built."""
+    with SlonyBed(nodes=1) as b:
+        yield b
+
+
+# -- connecting with names that are bytes ---------------------------------------------------------
+
+def raw_conninfo(server: PostgresServer, dbname: bytes, user: bytes = b"postgres", **extra) -> bytes:
+    """server's libpq conninfo with dbname and user as raw bytes."""
+    for value in (dbname, user):
+        assert not any(c in value for c in b" '\\\t\n\r\0"), value  # none needs conninfo quoting
+    base = server.conninfo(dbname="DBNAME-PLACEHOLDER", user="USER-PLACEHOLDER", **extra).encode()
+    assert b"dbname=DBNAME-PLACEHOLDER" in base and b"user=USER-PLACEHOLDER" in base, base
+    return base.replace(b"dbname=DBNAME-PLACEHOLDER", b"dbname=" + dbname).replace(
+        b"user=USER-PLACEHOLDER", b"user=" + user)
+
+
+def connect_raw(server: PostgresServer, dbname: bytes, user: bytes = b"postgres", **extra) -> psycopg.Connection:
+    """An autocommit psycopg connection to a database (as a role) named by raw bytes: libpq opens it,
+    psycopg wraps it, as psycopg.connect() itself does once libpq has connected."""
+    pgconn = pq.PGconn.connect(raw_conninfo(server, dbname, user, **extra))
+    if pgconn.status != pq.ConnStatus.OK:
+        message = pgconn.error_message.decode("utf-8", "backslashreplace")
+        pgconn.finish()
+        raise AssertionError(f"cannot connect to {dbname!r} as {user!r}: {message}")
+    conn = psycopg.Connection(pgconn)
+    conn.autocommit = True
+    return conn
+
+
+def psql_raw(server: PostgresServer, dbname: bytes, *args: str) -> tuple[int, str]:
+    """psql -X -v ON_ERROR_STOP=1 -d <raw conninfo> ARGS, as an operator runs it: (exit code,
+    stdout and stderr, bytes that are not UTF-8 shown as \\xNN)."""
+    result = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", raw_conninfo(server, dbname), *args],
+                            capture_output=True, timeout=180, cwd="/")
+    return result.returncode, (result.stdout + result.stderr).decode("utf-8", "backslashreplace")
+
+
+def database_names(server: PostgresServer) -> list[bytes]:
+    """The names in pg_database, as the bytes stored."""
+    return [bytes(n) for (n,) in server.query(
+        "select pg_catalog.textsend(datname::pg_catalog.text) from pg_catalog.pg_database order by 1")]
+
+
+def make_odd_database(server: PostgresServer) -> None:
+    """As a role with only CREATEDB: a SQL_ASCII database, and from it the UTF8 database ODD."""
+    server.query(sql.SQL("create role {} login createdb").format(sql.Identifier(MAKER)))
+    with server.connect(user=MAKER, dbname="postgres") as maker:
+        maker.execute(sql.SQL("create database {} encoding 'SQL_ASCII' template template0"
+                              " lc_collate 'C' lc_ctype 'C'").format(sql.Identifier(ASCII_DB.decode())))
+    create_database_from_ascii(server, ODD, "UTF8")
+
+
+def create_database_from_ascii(server: PostgresServer, name: bytes, encoding: str) -> None:
+    """As MAKER, from the SQL_ASCII database, where any bytes pass: create database "name"."""
+    with connect_raw(server, ASCII_DB, MAKER.encode()) as maker:
+        maker.execute(b'create database "' + name + b'" encoding \'' + encoding.encode()
+                      + b"' template template0 lc_collate 'C' lc_ctype 'C'")
+
+
+# -- holders and crash checks ---------------------------------------------------------------------
+
+@dataclass
+class RawHolder:
+    """An idle psql connected to a database named by raw bytes: a client backend of that database
+    on whatever PID it got, with a chosen application_name. The bed stops it at teardown."""
+
+    server: PostgresServer
+    process: SessionProcess
+    pid: int
+
+    @classmethod
+    def open(cls, bed: SlonyBed, server: PostgresServer, dbname: bytes, application_name: str) -> "RawHolder":
+        tag = f"slonybed.encodings-{uuid.uuid4()}"
+        process = SessionProcess.start(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", raw_conninfo(server, dbname, application_name=tag)],
+            cwd=server.home, log_path=server.home / f"{tag}.log", stdin=subprocess.PIPE)
+        bed.holders.append(SleepHolder(process))
+        pid = _wait_for_backend(server, process, tag)
+        if application_name != tag:
+            assert process.popen.stdin is not None
+            process.popen.stdin.write(b"set application_name = " + sql.quote(application_name).encode() + b";\n")
+            process.popen.stdin.flush()
+            assert _wait_for_backend(server, process, application_name, pid) == pid
+        return cls(server, process, pid)
+
+    def database(self) -> bytes | None:
+        """The name of the database this holder's backend is connected to now, or None once it
+        is gone."""
+        rows = self.server.query("select pg_catalog.textsend(datname::pg_catalog.text)"
+                                 " from pg_catalog.pg_stat_activity where pid = %s", (self.pid,))
+        return bytes(rows[0][0]) if rows and self.process.session_alive() else None
+
+
+def _wait_for_backend(server: PostgresServer, process: SessionProcess, name: str, pid: int | None = None,
+                      timeout: float = 15) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = server.query("select pid from pg_catalog.pg_stat_activity where application_name = %s"
+                            " and backend_type = 'client backend'" + (" and pid = %s" if pid else ""),
+                            (name, pid) if pid else (name,))
+        if len(rows) == 1:
+            return rows[0][0]
+        assert process.session_alive(), f"holder psql exited:\n{process.log_text()}"
+        assert time.monotonic() < deadline, f"no backend named {name!r} after {timeout}s:\n{process.log_text()}"
+        time.sleep(0.02)
+
+
+class ServerCrashed(AssertionError):
+    """A backend died of a signal and the postmaster reinitialised the server."""
+
+
+class CrashWatch:
+    """Whether the server crashed since the watch began: a backend's crash makes the postmaster
+    log it and reinitialise, which replaces the checkpointer (the postmaster itself keeps its PID).
+
+    As a context manager it checks on leaving, and when the block fails because the server
+    crashed (a lost connection, a refused one), it fails as ServerCrashed, naming the crash from
+    the log, instead of with the symptom. Each check first waits for the server to accept
+    connections: a client can see its connection lost before the postmaster has logged why, and
+    the bed's teardown then finds a server that stops at once."""
+
+    def __init__(self, server: PostgresServer):
+        self.server = server
+        self.postmaster = self._postmaster()
+        self.checkpointer = server.pid_of("checkpointer")
+        self.log_from = server.logfile.stat().st_size
+
+    def __enter__(self) -> "CrashWatch":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            self.assert_not_crashed()
+        elif not isinstance(exc, ServerCrashed):
+            self._settle()
+            if self._crash_lines():
+                raise ServerCrashed(self._report()) from exc
+        return False
+
+    def _postmaster(self) -> int:
+        return int((self.server.datadir / "postmaster.pid").read_text().split()[0])
+
+    def log(self) -> str:
+        return self.server.logfile.read_bytes()[self.log_from:].decode("utf-8", "backslashreplace")
+
+    def _crash_lines(self) -> list[str]:
+        return [line for line in self.log().splitlines() if any(sign in line for sign in CRASH_SIGNS)]
+
+    def _settle(self, timeout: float = 30) -> None:
+        """Wait until the server accepts connections: at once, unless it is in crash recovery."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.server.query("select 1")
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.1)
+
+    def _report(self) -> str:
+        return "the server crashed:\n" + "\n".join(
+            line for line in self.log().splitlines() if " LOG: " in line or "DETAIL:" in line)
+
+    def assert_not_crashed(self) -> None:
+        self._settle()
+        if self._crash_lines():
+            raise ServerCrashed(self._report())
+        assert self._postmaster() == self.postmaster, "the postmaster was restarted"
+        assert self.server.pid_of("checkpointer") == self.checkpointer, "the server was reinitialised:\n" + self.log()
+
+
+def notices_and_result(conn: psycopg.Connection, statement, params: tuple = ()) -> tuple[list[str], list[tuple]]:
+    seen: list[str] = []
+    conn.add_notice_handler(lambda d: seen.append(d.message_primary))
+    cursor = conn.execute(statement, params)
+    return seen, (cursor.fetchall() if cursor.description else [])
+
+
+def readable(text: str) -> bool:
+    """Printable ASCII only: what the kit makes of names it cannot trust."""
+    return all(" " <= ch <= "~" for ch in text)
+
+
+# -- 1. the odd database --------------------------------------------------------------------------
+
+def test_a_createdb_role_makes_a_database_whose_name_is_not_utf8(lone_bed):
+    server = lone_bed.node(1)
+
+    make_odd_database(server)
+
+    assert server.query("select rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls"
+                        " from pg_catalog.pg_roles where rolname = %s",
+                        (MAKER,)) == [(False, False, True, False, False)]
+    assert ODD in database_names(server)
+    with pytest.raises(UnicodeDecodeError):
+        ODD.decode("utf-8")
+    with connect_raw(server, ODD) as odd:
+        assert odd.execute("select pg_catalog.textsend(pg_catalog.current_database()::pg_catalog.text),"
+                           " pg_catalog.getdatabaseencoding()").fetchall() == [(ODD, "UTF8")]
+
+
+# -- 2. slon's start and cleanupEvent() on a real bed ---------------------------------------------
+
+def test_slon_starts_when_its_lock_names_a_backend_of_a_database_whose_name_is_not_utf8(fixed_bed):
+    bed, node = fixed_bed, fixed_bed.node(1)
+    make_odd_database(node)
+    # Even slon's own name makes no backend of another database the holder.
+    holder = RawHolder.open(bed, node, ODD, "slon.local_listen")
+    bed.slons[1].stop()
+    bed.cluster.wait_lock_holder_gone(1)
+    bed.cluster.point_lock_at(1, holder.pid)
+
+    with CrashWatch(node):
+        slon = bed.start_slon(1)
+        own = bed.cluster.wait_slon_holds_lock(slon)
+
+    assert own != holder.pid
+    assert holder.database() == ODD, "the odd database's client lost its connection"
+    removed = removal("_bed", 1, 0, holder.pid)
+    [line] = [line for line in slon.wait_log(removed).splitlines() if removed in line]
+    assert f"pid {holder.pid} is a client backend of database " in line and "\\xfc" in line, line
+    bed.cluster.assert_replicates(1, 2)
+
+
+def test_cleanup_event_removes_a_lock_naming_a_backend_of_a_database_whose_name_is_not_utf8(fixed_bed):
+    bed, node = fixed_bed, fixed_bed.node(1)
+    make_odd_database(node)
+    holder = RawHolder.open(bed, node, ODD, "slon.node_2_listen")
+    # A lock of a node that is gone, whose PID went to the odd database's client.
+    node.query("insert into _bed.sl_nodelock values (9, 0, %s)", (holder.pid,))
+
+    with CrashWatch(node), node.connect() as caller:
+        notices, _ = notices_and_result(caller, "select _bed.cleanupEvent('10 minutes'::interval)")
+
+    prefix = removal("_bed", 9, 0, holder.pid)
+    [reason] = [n[len(prefix):] for n in notices if n.startswith(prefix)] or [notices]
+    assert reason.startswith(f"pid {holder.pid} is a client backend of database ") and "\\xfc" in reason, reason
+    assert (9, 0, holder.pid) not in bed.cluster.lock_rows(1)
+    assert holder.database() == ODD
+    assert bed.slons[1].alive() and bed.slons[2].alive()
+    bed.cluster.assert_replicates(1, 2)
+
+
+# -- 3. install's adoption on a real bed ----------------------------------------------------------
+
+def test_install_and_reinstall_judge_a_lock_naming_a_backend_of_a_database_whose_name_is_not_utf8(bed):
+    bed.build_replicating()
+    node = bed.node(1)
+    make_odd_database(node)
+    holder = RawHolder.open(bed, node, ODD, "slon.local_listen")
+    # Taken before the install, by no backend install could adopt: it serves another database.
+    node.query("insert into _bed.sl_nodelock values (9, 0, %s)", (holder.pid,))
+
+    with CrashWatch(node) as watch:
+        first = node.psql_file(INSTALL_SQL)
+        watch.assert_not_crashed()
+        again = node.psql_file(INSTALL_SQL)
+
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert PATCHED_BED in first.stdout + first.stderr
+    assert again.returncode == 0, again.stdout + again.stderr
+    # Not adopted, and install deletes nothing: the next cleanup removes it.
+    assert node.query("select count(*) from slony_nodelock.lock_identity"
+                      " where cluster_schema = '_bed' and nl_nodeid = 9") == [(0,)]
+    assert (9, 0, holder.pid) in bed.cluster.lock_rows(1)
+    assert holder.database() == ODD
+    assert bed.slons[1].alive() and bed.slons[2].alive()
+    bed.cluster.assert_replicates(1, 2)
+
+
+# -- 4. status(), and a failover ------------------------------------------------------------------
+
+def test_status_names_a_holders_database_that_is_not_utf8_escaped(lone_bed):
+    server = lone_bed.node(1)
+    make_odd_database(server)
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    holder = RawHolder.open(lone_bed, server, ODD, "slon.local_listen")
+    server.query("insert into _c1.sl_nodelock values (1, 0, %s)", (holder.pid,))
+
+    with CrashWatch(server):
+        rows = server.query(STATUS, ("_c1",))
+
+    [(cluster, node, conncnt, pid, recorded, holder_type, datname, name, _, os_process, verdict, reason)] = rows
+    assert (cluster, node, conncnt, pid, recorded, holder_type, name, os_process, verdict) == (
+        "_c1", 1, 0, holder.pid, None, "client backend", "slon.local_listen", None, "stale")
+    # The byte that is no UTF-8 is named, not dropped or replaced: the operator can find the database.
+    assert readable(datname) and "\\xfc" in datname and datname.startswith("b") and datname.endswith("cher"), datname
+    assert readable(reason) and reason.startswith(f"pid {holder.pid} is a client backend of database "), reason
+    assert datname in reason, reason
+    # A dry run: the row is still there, and the holder still connected.
+    assert server.query("select nl_backendpid from _c1.sl_nodelock") == [(holder.pid,)]
+    assert holder.database() == ODD
+
+
+def test_a_failover_on_a_lock_naming_a_backend_of_a_database_whose_name_is_not_utf8(lone_bed):
+    # terminateNodeConnections() judges the failed node's rows the same way before it signals.
+    server = lone_bed.node(1)
+    make_odd_database(server)
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    holder = RawHolder.open(lone_bed, server, ODD, "slon.local_listen")
+    server.query("insert into _c1.sl_nodelock values (2, 0, %s)", (holder.pid,))
+
+    with CrashWatch(server), server.connect() as caller:
+        notices, _ = notices_and_result(caller, "select _c1.terminatenodeconnections(2)")
+
+    assert len(notices) == 1 and notices[0].startswith("slony-nodelock: failover: did not signal the holder"), notices
+    assert f"pid {holder.pid} is a client backend of database " in notices[0] and "\\xfc" in notices[0], notices
+    assert server.query("select count(*) from _c1.sl_nodelock") == [(0,)]
+    assert holder.database() == ODD
+
+
+# -- 5. a Slony database that is SQL_ASCII, or whose own name is not UTF-8 -------------------------
+
+CLUSTER = "enc"
+SCHEMA = sql.Identifier("_" + CLUSTER)
+
+
+def slonik_raw(server: PostgresServer, dbname: bytes, body: str) -> str:
+    """slonik with node 1 in the database named by raw bytes (slonik takes them in its script)."""
+    script = (f"cluster name = {CLUSTER};\n".encode() + b"node 1 admin conninfo = '"
+              + raw_conninfo(server, dbname) + b"';\n" + body.encode() + b"\n")
+    result = subprocess.run(["slonik"], input=script, capture_output=True, cwd=server.home, timeout=180,
+                            **as_server_user())
+    output = (result.stdout + result.stderr).decode("utf-8", "backslashreplace")
+    assert result.returncode == 0, f"slonik failed ({result.returncode}):\n{output}"
+    return output
+
+
+def start_slon_raw(bed: SlonyBed, server: PostgresServer, dbname: bytes) -> Slon:
+    """slon for node 1 of CLUSTER in the database named by raw bytes; the bed stops it."""
+    assert bed.cluster is not None
+    log = server.home / f"slon-{dbname.hex()}.log"
+    slon = Slon(1, SessionProcess.start(["slon", *SLON_OPTIONS, CLUSTER, raw_conninfo(server, dbname)],
+                                         cwd=server.home, log_path=log))
+    bed.cluster.slons.append(slon)
+    return slon
+
+
+def lock_rows(conn: psycopg.Connection) -> list[tuple[int, int, int]]:
+    return conn.execute(sql.SQL("select nl_nodeid, nl_conncnt, nl_backendpid from {}.sl_nodelock order by 1, 2")
+                        .format(SCHEMA)).fetchall()
+
+
+def wait_slon_holds_lock(server: PostgresServer, conn: psycopg.Connection, slon: Slon, timeout: float = 30) -> int:
+    """The PID of node 1's own lock once slon's local_listen backend holds it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert slon.alive(), f"slon exited:\n{slon.log}"
+        own = [pid for node, conncnt, pid in lock_rows(conn) if (node, conncnt) == (1, 0)]
+        if own and server.query("select 1 from pg_catalog.pg_stat_activity where pid = %s and"
+                                " application_name = 'slon.local_listen' and backend_start >= %s",
+                                (own[0], slon.started_at)):
+            return own[0]
+        assert time.monotonic() < deadline, f"slon took no lock in {timeout}s:\n{slon.log}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("dbname, encoding", [
+    pytest.param(b"slony_ascii", "SQL_ASCII", id="sql_ascii"),
+    pytest.param(b"m\xfcnchen", "UTF8", id="utf8-name-not-utf8"),
+    pytest.param(b"k\xf6ln", "SQL_ASCII", id="sql_ascii-name-not-utf8"),
+])
+def test_slony_in_a_database_that_is_sql_ascii_or_named_not_utf8(lone_bed, dbname, encoding):
+    bed, server = lone_bed, lone_bed.node(1)
+    make_odd_database(server)
+    create_database_from_ascii(server, dbname, encoding)
+    # UTF8, so that psycopg gives str from a SQL_ASCII database too (it gives bytes for SQL_ASCII),
+    # and fails to decode any byte of a name the kit sends back unescaped.
+    with connect_raw(server, dbname, client_encoding="UTF8") as db:
+        db.execute(TABLE_DDL)
+    slonik_raw(server, dbname, "init cluster (id = 1, comment = 'node 1');")
+    # A reboot handed node 1's lock PID to a client of the odd database.
+    stale = RawHolder.open(bed, server, ODD, "slon.local_listen")
+
+    with CrashWatch(server) as watch, connect_raw(server, dbname, client_encoding="UTF8") as db:
+        code, output = psql_raw(server, dbname, "-f", str(INSTALL_SQL))
+        assert code == 0, output
+        assert f'patched cluster "{CLUSTER}" (schema "_{CLUSTER}")' in output, output
+        db.execute(sql.SQL("insert into {}.sl_nodelock values (1, 0, %s)").format(SCHEMA), (stale.pid,))
+
+        # slon's start-up cleanup removes it.
+        slon = start_slon_raw(bed, server, dbname)
+        own = wait_slon_holds_lock(server, db, slon)
+        slon.wait_log(removal("_" + CLUSTER, 1, 0, stale.pid))
+        watch.assert_not_crashed()
+
+        # A direct call, with slon's own (live, recorded) lock and another stale one beside it.
+        db.execute(sql.SQL("insert into {}.sl_nodelock values (9, 0, %s)").format(SCHEMA), (stale.pid,))
+        notices, _ = notices_and_result(db, sql.SQL("select {}.cleanupnodelock()").format(SCHEMA))
+        assert lock_rows(db) == [(1, 0, own)]
+        assert [n for n in notices if n.startswith(removal("_" + CLUSTER, 9, 0, stale.pid))], notices
+        watch.assert_not_crashed()
+
+        # status() there, and its refusal of a cluster that is not there.
+        db.execute(sql.SQL("insert into {}.sl_nodelock values (9, 0, %s)").format(SCHEMA), (stale.pid,))
+        rows = db.execute("select node, pid, verdict from slony_nodelock.status(%s) order by 1",
+                          (CLUSTER,)).fetchall()
+        assert rows == [(1, own, "live"), (9, stale.pid, "stale")]
+        with pytest.raises(psycopg.errors.UndefinedObject) as raised:
+            db.execute("select * from slony_nodelock.status('nosuch')")
+        message = raised.value.diag.message_primary
+        assert message and message.startswith("slony-nodelock: no Slony cluster nosuch in database "), message
+
+    assert slon.alive() and stale.database() == ODD
+
+
+# -- beyond the issue's list: other names from shared catalogs, and schema names -----------------
+
+def test_a_role_whose_name_is_not_utf8_gets_the_refusal_not_a_crash(lone_bed):
+    # Role names live in a shared catalog too; a role with CREATEROLE can make one from a
+    # SQL_ASCII database. The refusal names the role: current_user crosses into Python.
+    server = lone_bed.node(1)
+    make_odd_database(server)
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    server.query("grant usage on schema _c1 to public")
+    role = b"r\xfcdiger"
+    with connect_raw(server, ASCII_DB) as ascii_db:
+        ascii_db.execute(b'create role "' + role + b'" login')
+
+    with CrashWatch(server), connect_raw(server, DATABASE.encode(), role) as caller:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as raised:
+            caller.execute("select _c1.cleanupnodelock()")
+
+    message = raised.value.diag.message_primary
+    assert message is not None and message.startswith('slony-nodelock: role "r') and readable(message), message
+    assert "\\xfc" in message and 'may not clean up the locks of cluster "c1" (schema "_c1")' in message, message
+
+
+def test_install_in_a_sql_ascii_database_with_a_cluster_like_schema_named_not_utf8(lone_bed):
+    # In a SQL_ASCII database no name is checked, so a schema (here one shaped like a Slony
+    # cluster's, which slonik never names so) can be any bytes; the cluster beside it must still
+    # be patched and cleaned up, and nothing may crash.
+    server = lone_bed.node(1)
+    make_odd_database(server)
+    with connect_raw(server, ASCII_DB) as db:
+        db.execute(STOCK_LIKE.replace("{schema}", "_c1").encode())
+        db.execute(STOCK_LIKE.replace("{schema}", '"_\xfcber"').encode("latin-1"))
+    holder = RawHolder.open(lone_bed, server, ODD, "slon.local_listen")
+
+    with CrashWatch(server) as watch, connect_raw(server, ASCII_DB, client_encoding="UTF8") as db:
+        code, output = psql_raw(server, ASCII_DB, "-f", str(INSTALL_SQL))
+        assert code == 0, output
+        assert 'patched cluster "c1" (schema "_c1")' in output, output
+        watch.assert_not_crashed()
+        db.execute("insert into _c1.sl_nodelock values (1, 0, %s)", (holder.pid,))
+        notices, _ = notices_and_result(db, "select _c1.cleanupnodelock()")
+        assert [n for n in notices if n.startswith(removal("_c1", 1, 0, holder.pid))], notices
+        assert db.execute("select count(*) from _c1.sl_nodelock").fetchall() == [(0,)]
+        db.execute("select * from slony_nodelock.status()").fetchall()
+
+    assert holder.database() == ODD
+
+
+def test_a_failover_setting_whose_value_is_not_utf8_gets_the_warning_not_a_crash(lone_bed):
+    # Settings made with ALTER ROLE/DATABASE ... SET live in a shared catalog too: set from a
+    # SQL_ASCII database, the value is any bytes in every database. terminate() reads it as text.
+    server = lone_bed.node(1)
+    make_odd_database(server)
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    with connect_raw(server, ASCII_DB) as ascii_db:
+        ascii_db.execute(b"alter role postgres in database " + DATABASE.encode()
+                         + b" set slony_nodelock.failover_terminate = 'st\xfcck'")
+    server.query("insert into _c1.sl_nodelock values (2, 0, 0)")
+
+    warnings: list[str] = []
+    with CrashWatch(server), server.connect() as caller:
+        caller.add_notice_handler(lambda d: warnings.append(d.message_primary) if d.severity == "WARNING" else None)
+        caller.execute("select _c1.terminatenodeconnections(2)")
+
+    [warning] = warnings
+    assert warning.startswith("slony-nodelock: slony_nodelock.failover_terminate is 'st") and readable(warning), warning
+    assert "\\xfc" in warning, warning
+    assert server.query("select count(*) from _c1.sl_nodelock") == [(0,)]
