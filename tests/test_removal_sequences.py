@@ -8,11 +8,13 @@ schema and copies dropped, update functions) and the kit is installed afresh."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from slonybed import SlonyBed
+from slonybed.bed import REPO
 
 DROP_SCHEMA = "drop schema slony_nodelock cascade"
 DROP_PLPYTHON = "drop extension plpython3u cascade"
@@ -104,3 +106,34 @@ def test_any_way_of_removing_the_kit_leaves_slon_starting_and_slonys_functions_i
         assert node.query(SLONY_FUNCTIONS) == stock
         bed.cluster.slonik(UPDATE_FUNCTIONS)
         assert node.query(SLONY_FUNCTIONS) == stock
+
+
+RELEASE_0_4_0 = "e3206954c21e06ca4202382625bf203a650aa9dc"
+
+
+def test_an_orphan_left_by_release_0_4_0_gets_slonys_functions_from_sloniks_own_file(one_node):
+    # Release 0.4.0 kept no copy in the cluster's schema: DROP SCHEMA slony_nodelock CASCADE under
+    # it left the kit's functions and no copy of Slony's anywhere in the database.
+    result = subprocess.run(["git", "-c", f"safe.directory={REPO}", "-C", str(REPO), "show",
+                             f"{RELEASE_0_4_0}:sql/install.sql"], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        pytest.skip(f"release 0.4.0 (commit {RELEASE_0_4_0}) is not in this git history: {result.stderr.strip()}")
+    bed, node = one_node, one_node.node(1)
+    stock = back_to_stock(bed)
+    old_install = node.home / "install-0.4.0.sql"
+    old_install.write_text(result.stdout)
+    assert node.psql_file(old_install).returncode == 0
+    node.query(DROP_SCHEMA)
+    slon_restarts(bed)
+
+    output = bed.install_fix(1)
+
+    version = node.query('select "_bed".slonyversion()')[0][0]
+    for function in ("cleanupnodelock", "terminatenodeconnections"):
+        assert (f"took Slony's own {function}() from Slony's /usr/share/slony1/slony1_funcs.{version}.sql, "
+                "for uninstall to put back") in output, output
+    slon_restarts(bed)
+    bed.uninstall_fix(1)
+    assert node.query(KIT_OBJECTS) == []
+    assert node.query(SLONY_FUNCTIONS) == stock
+    slon_restarts(bed)
