@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -16,7 +17,7 @@ from psycopg import sql
 
 from slonybed import SlonyBed
 from slonybed.pidreuse import SleepHolder
-from slonybed.processes import SessionProcess
+from slonybed.processes import SessionProcess, note_session
 from test_install import STOCK_LIKE, add_stock_like_cluster, server  # noqa: F401  (fixture)
 from notices import removal
 
@@ -147,3 +148,31 @@ def test_a_hostile_command_line_is_escaped_cut_and_never_fails_a_latin1_database
     # command line, which can carry secrets.
     program = os_process.replace(os_process[1:os_process.index('" (user ')], "sleep")
     assert len(notices) == 2 and all(program in n and "forged" not in n and "\n" not in n for n in notices), notices
+
+
+def test_notices_name_another_users_process_by_program_never_by_its_command_line(server):  # noqa: F811
+    # A backup run by root with its password on the command line reuses a stale lock's PID:
+    # slon's log (every NOTICE) must not get the password; status(), kept to superusers and
+    # pg_monitor, shows the command line.
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    secret = "backup --password=Sup3rS3cret"
+    backup = subprocess.Popen(["bash", "-c", 'exec -a "$0" sleep infinity', secret], start_new_session=True,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    note_session(backup.pid)
+    try:
+        server.query("insert into _c1.sl_nodelock values (1, 0, %s)", (backup.pid,))
+        [(os_process,)] = server.query("select os_process from slony_nodelock.status('_c1')")
+        with server.connect() as slon_like:
+            notices: list[str] = []
+            slon_like.add_notice_handler(lambda d: notices.append(d.message_primary))
+            slon_like.execute("select _c1.cleanupnodelock()")
+    finally:
+        os.killpg(backup.pid, 9)
+        backup.wait(timeout=30)
+
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    assert os_process.startswith(f'"{secret} infinity" (user {user}, started ')
+    [notice] = notices
+    assert f'pid {backup.pid} is now "sleep" (user {user}, started ' in notice
+    assert "Sup3rS3cret" not in notice and "backup" not in notice
