@@ -549,7 +549,8 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
     if backend["datid"] != database:
         other = backend.get("datname")
         return STALE, "pid %d is a client backend of database %s, not of this one" % (
-            pid, quoted(other) if other is not None else "with OID %s" % backend["datid"])
+            pid, quoted(other) if other is not None
+            else "with OID %s (its name is not valid text in this database)" % backend["datid"])
 
     if recorded:
         if backend["backend_start"] == identity["backend_start"]:
@@ -696,18 +697,6 @@ MICROSECONDS = "(pg_catalog.date_part('epoch', %s) * 1000000)::pg_catalog.int8"
 # A transaction id as an integer (xid has no cast to a number).
 XID = "%s::pg_catalog.text::pg_catalog.int8"
 
-# Text that the kit does not control comes into Python as bytea, never as text. PL/Python turns
-# text into a Python string unchecked in a UTF8 database, and a string that is not valid UTF-8
-# crashes the whole server (SIGSEGV); in a SQL_ASCII database it fails the call instead. Other
-# databases' names and role names live in shared catalogs, so any database's session may have
-# written them in its own encoding (a CREATEDB role can make a SQL_ASCII database, and from there
-# a database named with any bytes); in a SQL_ASCII database no name is checked at all. This gives
-# the bytes as stored, validated by nothing, in every server encoding: replace() and decode() work
-# on bytes here, and E'' literals do not depend on standard_conforming_strings. text_of() turns
-# them into text for messages. application_name needs none of this: PostgreSQL keeps it to
-# printable ASCII (check_application_name), in every release the kit supports.
-RAW = "pg_catalog.decode(pg_catalog.replace(%s, E'\\\\', E'\\\\\\\\'), 'escape')"
-
 # Each lock row with its row version.
 LOCKS = (
     "select l.nl_nodeid, l.nl_conncnt, l.nl_backendpid, " + XID % "l.xmin" + " as xmin"
@@ -735,36 +724,37 @@ RECORDS = (
 
 # What pg_stat_activity says about the given PIDs. pg_stat_get_activity() is what the view reads;
 # calling it directly skips the view's joins to pg_database and pg_authid: the database is told
-# by its OID, and a name is read (see DATABASE_NAMES) only for a message that needs one.
+# by its OID, and a name is read (DATABASE_NAME) only for a message that needs one.
 BACKENDS = (
     "select a.pid, a.datid, a.backend_type, a.application_name,"
     " " + MICROSECONDS % "a.backend_start" + " as backend_start"
     " from pg_catalog.pg_stat_get_activity(null) a"
     " where a.pid = any ($1)"
 )
-DATABASE_NAMES = ("select d.oid, " + RAW % "d.datname::pg_catalog.text" + " as name"
-                  " from pg_catalog.pg_database d where d.oid = any ($1)")
+DATABASE_NAME = "(select d.datname::pg_catalog.text from pg_catalog.pg_database d where d.oid = $1)"
 
 
-def python_codec(server_encoding):
-    """The Python codec of a PostgreSQL server encoding, for text_of(); UTF-8 for SQL_ASCII (no
-    encoding at all, and UTF-8 is what such names most often are) and for the few that Python
-    lacks (EUC_TW, MULE_INTERNAL)."""
-    import codecs
-    name = server_encoding.lower()
-    name = {"sql_ascii": "utf-8", "utf8": "utf-8", "koi8r": "koi8_r", "koi8u": "koi8_u"}.get(name, name)
-    if name.startswith("win"):
-        name = "cp" + name[3:]
+# Text that the kit does not control never comes into Python as text. PL/Python turns text into
+# a Python string unchecked in a UTF8 database, and a string that is not valid UTF-8 crashes the
+# whole server (SIGSEGV); in a SQL_ASCII database it fails the call instead. Other databases' names
+# and role names live in shared catalogs, so a session of any database may have written them in
+# its own encoding (a CREATEDB role can make a SQL_ASCII database, and from there a database named
+# with any bytes); settings can be set from there too; in a SQL_ASCII database no name is checked
+# at all. untrusted_text() asks PostgreSQL for such a value as UTF-8 bytes: convert_to() checks
+# them in the database's encoding and converts them with PostgreSQL's own tables (never Python's
+# codecs, whose tables differ), in a statement of its own, so that bytes that are not valid here
+# are a caught error, never a failed cleanup. Messages then print other databases' and roles'
+# names in printable ASCII, which converts to any encoding. application_name needs none of this:
+# PostgreSQL keeps it to printable ASCII (check_application_name), in every release it supports.
+def untrusted_text(plpy, expression, types=(), arguments=()):
+    """The text of expression, or None where it is not valid in this database's encoding."""
     try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return "utf-8"
-
-
-def text_of(raw, codec):
-    """Bytes read through RAW as text: what is valid in the database's encoding as it reads, any
-    other byte escaped (\\xfc), so that the text is safe to print and to send back."""
-    return None if raw is None else bytes(raw).decode(codec, "backslashreplace")
+        found = plpy.execute(plpy.prepare("select pg_catalog.convert_to(%s, 'UTF8') as b" % expression,
+                                          list(types)), list(arguments))
+    except (plpy.spiexceptions.CharacterNotInRepertoire, plpy.spiexceptions.UntranslatableCharacter):
+        return None
+    raw = found[0]["b"] if len(found) == 1 else None
+    return None if raw is None else bytes(raw).decode("utf-8", "backslashreplace")
 
 
 def fail(plpy, message, sqlstate):
@@ -782,17 +772,15 @@ def _plans(plpy, cache, cluster):
     plans = cache.get(("plans", cluster))
     if plans is None:
         table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
-        me = plpy.execute(
-            "select pg_catalog.pg_backend_pid() as pid, d.oid as oid, pg_catalog.current_setting('server_encoding')"
-            " as encoding, " + RAW % "d.datname::pg_catalog.text" + " as name"
-            " from pg_catalog.pg_database d where d.datname = pg_catalog.current_database()")[0]
-        codec = python_codec(me["encoding"])
+        me = plpy.execute("select pg_catalog.pg_backend_pid() as pid, d.oid from pg_catalog.pg_database d"
+                          " where d.datname = pg_catalog.current_database()")[0]
+        database = untrusted_text(plpy, "pg_catalog.current_database()::pg_catalog.text")
         plans = {
             "table": table,
             "caller": me["pid"],
-            "database": text_of(me["name"], codec),
+            # Repair commands name it; one that is not valid text here cannot be typed anyway.
+            "database": database if database is not None else "<the database with OID %d>" % me["oid"],
             "database_oid": me["oid"],
-            "codec": codec,
             "locks": plpy.prepare(LOCKS % table),
             "locks" + FOR_UPDATE: plpy.prepare(LOCKS % table + FOR_UPDATE),
             "backends": plpy.prepare(BACKENDS, ["int4[]"]),
@@ -814,9 +802,14 @@ def _prepared(plpy, plans, name, query, types=()):
     return plans[name]
 
 
-def _current_user(plpy, codec="utf-8"):
-    """The role running this, for messages that name it (asked only when one is raised)."""
-    return text_of(plpy.execute("select " + RAW % "current_user::pg_catalog.text" + " as u")[0]["u"], codec)
+def _current_user(plpy):
+    """The role running this, for messages that name it (asked only when one is raised), in
+    printable ASCII: a role's name is written from any database."""
+    role = untrusted_text(plpy, "current_user::pg_catalog.text")
+    if role is None:
+        return "<the role with OID %d, whose name is not valid text here>" % plpy.execute(
+            "select r.oid from pg_catalog.pg_roles r where r.rolname = current_user")[0]["oid"]
+    return printable(role)
 
 
 def _lock_rows(plpy, plans, plan, arguments, refusal, cluster):
@@ -825,7 +818,7 @@ def _lock_rows(plpy, plans, plan, arguments, refusal, cluster):
     try:
         return plpy.execute(plan, arguments)
     except plpy.spiexceptions.InsufficientPrivilege:
-        fail(plpy, refusal % (quoted(_current_user(plpy, plans["codec"])), cluster_label(cluster)), "42501")
+        fail(plpy, refusal % (quoted(_current_user(plpy)), cluster_label(cluster)), "42501")
     except plpy.spiexceptions.ReadOnlySqlTransaction:
         if plpy.execute("select pg_catalog.pg_is_in_recovery() as r")[0]["r"]:
             fail(plpy, "%s is on a hot standby here, where no lock can be changed; nothing changed: "
@@ -924,19 +917,19 @@ def _judged(plpy, plans, cluster, locks):
     listed = set(b["pid"] for b in backends)
     described, full, unknown = os_processes([pid for pid in pids if pid not in listed])
     # Named only when pg_stat_activity hides something from it: one query fewer per cleanup.
-    role = _current_user(plpy, plans["codec"]) if any(b["backend_type"] is None for b in backends) else None
+    role = _current_user(plpy) if any(b["backend_type"] is None for b in backends) else None
     judged = judge(locks, records, backends, plans["caller"], plans["database_oid"], cluster, described, role)
     return judged, backends, records, full, unknown
 
 
 def _name_databases(plpy, plans, backends):
-    """Sets each backend's datname, for messages: this database's name, or another's read as
-    bytes (only when some backend is of another database, so a cleanup usually asks nothing)."""
-    others = set(b["datid"] for b in backends if b["datid"] is not None and b["datid"] != plans["database_oid"])
+    """Sets each backend's datname, for messages: this database's name, or another's in printable
+    ASCII, None where it is not valid text here (asked only when some backend is of another
+    database, so a cleanup usually asks nothing)."""
     names = {}
-    if others:
-        plan = _prepared(plpy, plans, "database_names", DATABASE_NAMES, ["oid[]"])
-        names = dict((r["oid"], text_of(r["name"], plans["codec"])) for r in plpy.execute(plan, [list(others)]))
+    for datid in set(b["datid"] for b in backends if b["datid"] is not None and b["datid"] != plans["database_oid"]):
+        name = untrusted_text(plpy, DATABASE_NAME, ["oid"], [datid])
+        names[datid] = None if name is None else printable(name)
     for b in backends:
         b["datname"] = plans["database"] if b["datid"] == plans["database_oid"] else names.get(b["datid"])
 
@@ -1058,8 +1051,8 @@ def terminate(plpy, cache, cluster, failed_node):
     locks = _lock_rows(plpy, plans, failed_locks, [failed_node], "role %s may not end the connections of a failed "
                        "node of %s; nothing changed: fail over as a superuser, as slonik does", cluster)
     # A setting's value is text the kit does not control (ALTER ROLE ... SET from any database).
-    setting = (text_of(plpy.execute("select " + RAW % ("pg_catalog.current_setting('%s', true)" % FAILOVER_SETTING)
-                                    + " as v")[0]["v"], plans["codec"]) or "").strip().lower()
+    setting = untrusted_text(plpy, "COALESCE(pg_catalog.current_setting('%s', true), '')" % FAILOVER_SETTING)
+    setting = "(a value that is not valid text here)" if setting is None else setting.strip().lower()
     if setting not in ("", "stock"):
         plpy.warning("slony-nodelock: %s is '%s', which means nothing; only 'stock' changes what a failover "
                      "does, so the kit's own termination runs for %s; set it to 'stock', or RESET it where it was set "
@@ -1134,32 +1127,69 @@ COMMENT ON FUNCTION slony_nodelock.converts_to_utf8(name) IS 'slony-nodelock: wh
 -- Every schema holding an sl_nodelock table, and whether it is a Slony cluster we patch. Slony's
 -- init cluster and store node make the schema with sl_node and sl_nodelock, as the superuser that
 -- slonik connects as. A look-alike made by another role is not ours to touch: patching it would
--- put our function there with that role as its owner. Clusters are found from Slony's own tables,
--- never from cleanupnodelock(), so that a cluster whose function is gone is still checked.
+-- put our function there with that role as its owner, and the kit's superuser code would call
+-- functions found there (slonyversion(), the kept copies of Slony's functions). So the schema and
+-- both tables must belong to a superuser, no other role may create objects in the schema (PUBLIC
+-- may in PostgreSQL 13 and 14's public schema), and a temporary schema never counts, whoever owns
+-- it. Clusters are found from Slony's own tables, never from cleanupnodelock(), so that a cluster
+-- whose function is gone is still checked.
+-- fix: what makes a schema that Slony did make a cluster again.
+DO $drop_older$
+BEGIN
+    -- Releases up to 0.4.0 returned no fix column, and CREATE OR REPLACE cannot add one.
+    IF EXISTS (SELECT FROM pg_catalog.pg_proc p
+                WHERE p.oid = pg_catalog.to_regprocedure('slony_nodelock.cluster_candidates()')
+                  AND NOT 'fix' = ANY (p.proargnames)) THEN
+        DROP FUNCTION slony_nodelock.cluster_candidates();
+    END IF;
+END
+$drop_older$;
 CREATE OR REPLACE FUNCTION slony_nodelock.cluster_candidates()
-RETURNS TABLE (schema_name name, has_sl_node boolean, is_cluster boolean, why_not text)
+RETURNS TABLE (schema_name name, has_sl_node boolean, is_cluster boolean, why_not text, fix text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT n.nspname,
-           s.has_sl_node,
-           s.has_sl_node AND o.rolsuper AND s.plain_name,
-           CASE WHEN NOT s.has_sl_node THEN 'it has no sl_node table'
-                WHEN NOT o.rolsuper THEN pg_catalog.format('it is owned by %s, not a superuser', o.rolname)
-                WHEN NOT s.plain_name THEN 'its name is not valid UTF-8, which the kit''s PL/Python needs (a SQL_ASCII database checks no name)'
-           END
+           t.sl_node_owner IS NOT NULL,
+           s.why_not IS NULL,
+           s.why_not,
+           s.fix
       FROM pg_catalog.pg_namespace n
       JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner
-     CROSS JOIN LATERAL (SELECT EXISTS (
-               SELECT FROM pg_catalog.pg_class c
-                WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid
-                  AND c.relname OPERATOR(pg_catalog.=) 'sl_node' AND c.relkind OPERATOR(pg_catalog.=) 'r') AS has_sl_node,
+      JOIN pg_catalog.pg_class l ON l.relnamespace OPERATOR(pg_catalog.=) n.oid
+                                AND l.relname OPERATOR(pg_catalog.=) 'sl_nodelock' AND l.relkind OPERATOR(pg_catalog.=) 'r'
+      JOIN pg_catalog.pg_roles lo ON lo.oid OPERATOR(pg_catalog.=) l.relowner
+     CROSS JOIN LATERAL (SELECT
+               (SELECT c.relowner FROM pg_catalog.pg_class c
+                 WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid
+                   AND c.relname OPERATOR(pg_catalog.=) 'sl_node' AND c.relkind OPERATOR(pg_catalog.=) 'r') AS sl_node_owner,
+               (SELECT pg_catalog.string_agg(CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                                  ELSE pg_catalog.quote_ident(g.rolname) END, ', ' ORDER BY g.rolname)
+                  FROM pg_catalog.aclexplode(n.nspacl) a
+                  LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+                 WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CREATE' AND NOT COALESCE(g.rolsuper, false)) AS creators) t
+     CROSS JOIN LATERAL (SELECT CASE
+               WHEN t.sl_node_owner IS NULL THEN 'it has no sl_node table'
+               WHEN n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_' THEN 'it is a temporary schema'
+               WHEN NOT o.rolsuper THEN pg_catalog.format('it is owned by %s, not a superuser', o.rolname)
+               WHEN NOT lo.rolsuper THEN pg_catalog.format('its sl_nodelock is owned by %s, not a superuser', lo.rolname)
+               WHEN NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) t.sl_node_owner)
+                   THEN pg_catalog.format('its sl_node is owned by %s, not a superuser', pg_catalog.pg_get_userbyid(t.sl_node_owner))
+               WHEN t.creators IS NOT NULL THEN pg_catalog.format('%s may create objects in it, not only superusers', t.creators)
                -- The kit's Python gets cluster names as text, so a name must convert to UTF-8,
                -- which only a SQL_ASCII database does not check (slonik takes any high byte).
-               slony_nodelock.converts_to_utf8(n.nspname) AS plain_name) s
-     WHERE EXISTS (SELECT FROM pg_catalog.pg_class c
-                    WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid
-                      AND c.relname OPERATOR(pg_catalog.=) 'sl_nodelock' AND c.relkind OPERATOR(pg_catalog.=) 'r')
+               WHEN NOT slony_nodelock.converts_to_utf8(n.nspname) THEN 'its name is not valid UTF-8, which the kit''s PL/Python needs (a SQL_ASCII database checks no name)'
+           END AS why_not,
+           CASE
+               WHEN t.sl_node_owner IS NULL THEN NULL
+               WHEN n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_' THEN 'use a schema of its own, not a temporary one'
+               WHEN NOT o.rolsuper THEN pg_catalog.format('ALTER SCHEMA %I OWNER TO a superuser', n.nspname)
+               WHEN NOT lo.rolsuper THEN pg_catalog.format('ALTER TABLE %I.sl_nodelock OWNER TO a superuser', n.nspname)
+               WHEN NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) t.sl_node_owner)
+                   THEN pg_catalog.format('ALTER TABLE %I.sl_node OWNER TO a superuser', n.nspname)
+               WHEN t.creators IS NOT NULL THEN pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM %s', n.nspname, t.creators)
+               WHEN NOT slony_nodelock.converts_to_utf8(n.nspname) THEN 'give the cluster a name that is valid UTF-8'
+           END AS fix) s
      ORDER BY n.nspname
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.cluster_candidates() IS 'slony-nodelock: schemas holding sl_nodelock, and whether each is a Slony cluster';
@@ -1447,6 +1477,8 @@ DECLARE
     v_changed boolean := false;
     v_oid oid;
     v_trigger name;
+    v_fn record;
+    v_suffix int4 := 0;
 BEGIN
     SELECT pg_catalog.string_agg(pg_catalog.format('(%L::name, %L::text, %L::text, %L::name, %L::text)',
                s.function_name, s.function_name OPERATOR(pg_catalog.||) '(' OPERATOR(pg_catalog.||) f.argument_types
@@ -1458,6 +1490,17 @@ BEGIN
     IF v_copies IS NULL THEN
         RETURN false;  -- nothing saved yet: nothing to keep
     END IF;
+    -- CREATE OR REPLACE keeps a function's owner, and uninstall, install and the keeper run these
+    -- as a superuser: a function of these names that a superuser does not own, or that is not as
+    -- the kit makes it, goes first.
+    FOR v_fn IN SELECT p.oid::pg_catalog.regprocedure AS fn FROM pg_catalog.pg_proc p
+                  JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+                 WHERE p.pronamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = p_cluster)
+                   AND p.proname IN ('slony_nodelock_slony_functions', 'slony_nodelock_keeper')
+                   AND (NOT r.rolsuper OR p.prosecdef OR p.pronargs <> 0) LOOP
+        EXECUTE pg_catalog.format('DROP FUNCTION %s CASCADE', v_fn.fn);
+        v_changed := true;
+    END LOOP;
     v_copies := E'\n-- slony-nodelock 0.4.0: Slony''s own functions of this cluster, as Slony last installed them\n'
                 'SELECT * FROM (VALUES ' OPERATOR(pg_catalog.||) v_copies OPERATOR(pg_catalog.||)
                 ') c (function_name, signature, definition, owner, comment)' OPERATOR(pg_catalog.||) E'\n';
@@ -1467,8 +1510,11 @@ BEGIN
 DECLARE
     v_copy record;
 BEGIN
-    IF pg_catalog.to_regclass(%1$L) IS NULL THEN
-        RETURN;  -- the cluster itself is going
+    IF pg_catalog.to_regclass(%1$L) IS NULL OR NOT EXISTS (
+           SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+            WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.quote_ident(%3$L) OPERATOR(pg_catalog.||) '.slony_nodelock_slony_functions()')
+              AND r.rolsuper AND NOT p.prosecdef) THEN
+        RETURN;  -- the cluster itself is going, or the copies are not as the kit made them
     END IF;
     FOR v_copy IN
         SELECT c.* FROM %2$I.slony_nodelock_slony_functions() c
@@ -1517,7 +1563,13 @@ $keeper$, pg_catalog.format('%I.sl_nodelock', p_cluster), p_cluster, p_cluster, 
         v_changed := true;
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtfoid = v_oid) THEN
+        -- Named after the schema's OID; a restored dump can bring a trigger of that name along.
         v_trigger := 'slony_nodelock_keeper_' OPERATOR(pg_catalog.||) (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = p_cluster);
+        WHILE EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
+                       WHERE e.evtname = v_trigger OPERATOR(pg_catalog.||) CASE WHEN v_suffix = 0 THEN '' ELSE '_' OPERATOR(pg_catalog.||) v_suffix END) LOOP
+            v_suffix := v_suffix + 1;
+        END LOOP;
+        v_trigger := v_trigger OPERATOR(pg_catalog.||) CASE WHEN v_suffix = 0 THEN '' ELSE '_' OPERATOR(pg_catalog.||) v_suffix END;
         EXECUTE pg_catalog.format('CREATE EVENT TRIGGER %I ON sql_drop EXECUTE PROCEDURE %I.slony_nodelock_keeper()', v_trigger, p_cluster);
         v_changed := true;
     END IF;
@@ -1563,10 +1615,10 @@ DECLARE
     v_seen int4 := 0;
     v_changed int4 := 0;
 BEGIN
-    FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c LOOP
+    FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not, c.fix FROM slony_nodelock.cluster_candidates() c LOOP
         IF NOT v_candidate.is_cluster THEN
-            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %, so Slony did not make it; if Slony did, ALTER SCHEMA % OWNER TO a superuser and run the script again',
-                pg_catalog.quote_ident(v_candidate.schema_name), v_candidate.why_not, pg_catalog.quote_ident(v_candidate.schema_name);
+            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %, so Slony did not make it; if Slony did, % and run the script again',
+                pg_catalog.quote_ident(v_candidate.schema_name), v_candidate.why_not, v_candidate.fix;
             CONTINUE;
         END IF;
         v_seen := v_seen + 1;
@@ -1810,7 +1862,12 @@ DECLARE
     v_comment text;
     v_owner name;
 BEGIN
-    IF pg_catalog.to_regprocedure(pg_catalog.format('%I.slony_nodelock_slony_functions()', p_cluster)) IS NOT NULL THEN
+    -- Only what a superuser wrote is run: the copy as the kit makes it (a superuser's plain SQL
+    -- function), Slony's slonyversion() as slonik makes it (a superuser's). patch_cluster() comes
+    -- here only for a schema that cluster_candidates() accepts, where no other role may create.
+    IF EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+                WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.format('%I.slony_nodelock_slony_functions()', p_cluster))
+                  AND r.rolsuper AND NOT p.prosecdef AND p.prolang = (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'sql')) THEN
         EXECUTE pg_catalog.format('SELECT c.definition, c.owner, c.comment FROM %I.slony_nodelock_slony_functions() c'
                                   ' WHERE c.function_name = $1', p_cluster) INTO v_copy USING p_function;
         IF v_copy.definition IS NOT NULL THEN
@@ -1822,12 +1879,15 @@ BEGIN
         END IF;
     END IF;
 
+    SELECT r.rolname INTO v_owner FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+     WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.format('%I.slonyversion()', p_cluster)) AND r.rolsuper;
+    IF v_owner IS NULL THEN
+        RETURN NULL;  -- no slonyversion() that slonik made: no file to look for
+    END IF;
     BEGIN
         EXECUTE pg_catalog.format('SELECT %I.slonyversion()', p_cluster) INTO v_version;
-        SELECT p.proowner::pg_catalog.regrole::name INTO v_owner FROM pg_catalog.pg_proc p
-         WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.format('%I.slonyversion()', p_cluster));
     EXCEPTION WHEN OTHERS THEN
-        RETURN NULL;  -- no slonyversion(): no file to look for
+        RETURN NULL;
     END;
     IF v_version !~ '^[0-9]+\.[0-9]+\.[0-9]+$' THEN
         RETURN NULL;
@@ -1849,7 +1909,7 @@ BEGIN
         v_statement := pg_catalog.replace(v_statement, '@NAMESPACE@', '"' OPERATOR(pg_catalog.||) p_cluster OPERATOR(pg_catalog.||) '"');
         INSERT INTO slony_nodelock.stock_function AS s (cluster_schema, function_name, definition, prosrc, language, owner, comment)
         VALUES (p_cluster, p_function, v_statement, pg_catalog.substring(v_statement, '\$\$(.*)\$\$'), 'plpgsql',
-                COALESCE(v_owner, current_user), pg_catalog.replace(v_comment, '''''', ''''))
+                v_owner, pg_catalog.replace(v_comment, '''''', ''''))
         ON CONFLICT (cluster_schema, function_name) DO NOTHING;
         RETURN pg_catalog.format('Slony''s %s', v_file);
     END LOOP;
@@ -2052,12 +2112,9 @@ clusters = [r["c"] for r in plpy.execute("select c from slony_nodelock.clusters(
 if p_cluster is not None:
     wanted = [c for c in clusters if c == p_cluster] or [c for c in clusters if c == "_" + p_cluster]
     if not wanted:
-        # The name as bytes, never as text: see RAW in plpy_glue.py.
-        found = plpy.execute("select pg_catalog.current_setting('server_encoding') as e, "
-                             + logic["RAW"] % "pg_catalog.current_database()::pg_catalog.text" + " as d")[0]
-        database = logic["text_of"](found["d"], logic["python_codec"](found["e"]))
+        database = logic["untrusted_text"](plpy, "pg_catalog.current_database()::pg_catalog.text")
         logic["fail"](plpy, "no Slony cluster %s in database %s; the clusters here are listed by: select cluster from slony_nodelock.verify()"
-                      % (plpy.quote_ident(p_cluster), database), "42704")
+                      % (plpy.quote_ident(p_cluster), database if database is not None else "(its name is not valid text here)"), "42704")
     clusters = wanted
 rows = []
 for cluster in clusters:
@@ -2092,7 +2149,9 @@ BEGIN
            INTO v_xmin USING NEW.nl_nodeid, NEW.nl_conncnt;
         INSERT INTO slony_nodelock.lock_identity AS i (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin,
                                                        application_name)
-        SELECT TG_TABLE_SCHEMA, NEW.nl_nodeid, NEW.nl_conncnt, a.pid, a.backend_start, v_xmin, a.application_name
+        -- The name as set now: the activity snapshot may predate a SET in this transaction.
+        SELECT TG_TABLE_SCHEMA, NEW.nl_nodeid, NEW.nl_conncnt, a.pid, a.backend_start, v_xmin,
+               pg_catalog.current_setting('application_name')
           FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a
          WHERE a.backend_start IS NOT NULL AND v_xmin IS NOT NULL
         ON CONFLICT (cluster_schema, nl_nodeid, nl_conncnt)
@@ -2194,13 +2253,13 @@ BEGIN
         v_kit_problems := v_kit_problems || ('the event trigger slony_nodelock_forget is missing or not enabled ALWAYS, so a DROP ... CASCADE that takes a cluster''s cleanupnodelock() along would leave slon unable to start; ' || v_install);
     END IF;
 
-    FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c WHERE c.has_sl_node LOOP
+    FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not, c.fix FROM slony_nodelock.cluster_candidates() c WHERE c.has_sl_node LOOP
         cluster := v_candidate.schema_name;
         IF NOT v_candidate.is_cluster THEN
             patched := false; failover_patched := false; logic_version := NULL; identity_recording := false; stock_saved := false;
             problems := pg_catalog.array_to_string(v_kit_problems || pg_catalog.format(
-                            'not patched: it has Slony''s tables, but %s; if Slony made it, ALTER SCHEMA %I OWNER TO a superuser, then %s',
-                            v_candidate.why_not, cluster, v_install), ' | ');
+                            'not patched: it has Slony''s tables, but %s; if Slony made it, %s, then %s',
+                            v_candidate.why_not, v_candidate.fix, v_install), ' | ');
             v_rows := v_rows + 1;
             RETURN NEXT;
             CONTINUE;

@@ -238,7 +238,7 @@ def test_databases_are_told_apart_by_oid_never_by_name():
         assert verdict == liveness.STALE
     assert reason == 'pid 2225 is a client backend of database "b\\xfccher", not of this one'
     assert verdict_of(lock_row(), None, backend(datid=16385, datname=None))[1] == \
-        "pid 2225 is a client backend of database with OID 16385, not of this one"
+        "pid 2225 is a client backend of database with OID 16385 (its name is not valid text in this database), not of this one"
 
 
 def test_pid_reused_by_a_later_client_backend_is_stale_naming_both_start_times():
@@ -535,18 +535,6 @@ def test_the_removal_reason_says_what_the_pid_is_now_or_that_there_is_none():
         liveness.STALE, "pid 2225 is now %s, which is no backend of this server" % described)
     assert liveness.judge_row(lock_row(), None, None, 1, DATABASE, os_process=liveness.NO_SUCH_PROCESS) == (
         liveness.STALE, "no process has pid 2225 any more, so the backend that took the lock has ended")
-
-
-def test_bytes_from_the_database_become_text_that_is_safe_to_print():
-    from slony_nodelock.plpy_glue import python_codec, text_of
-
-    assert python_codec("UTF8") == python_codec("SQL_ASCII") == "utf-8"
-    assert python_codec("LATIN1") == "iso8859-1" and python_codec("WIN1252") == "cp1252"
-    assert python_codec("EUC_TW") == "utf-8"  # none in Python: escaped where not UTF-8
-    assert text_of(b"b\xc3\xbccher", "utf-8") == "b\u00fccher"
-    assert text_of(b"b\xfccher", "utf-8") == "b\\xfccher"
-    assert text_of(b"b\xfccher", "iso8859-1") == "b\u00fccher"
-    assert text_of(None, "utf-8") is None
 
 
 def test_a_recorded_holder_that_no_longer_carries_its_name_is_stale():

@@ -203,16 +203,16 @@ def test_the_migration_chain_keeps_data_and_refuses_what_it_does_not_know(one_no
     assert server.query("select pid from slony_nodelock.lock_identity where cluster_schema = '_kept'") == [(4242,)]
     all_ok(server)
 
-    server.query("insert into slony_nodelock.migration (version, name, script_sha256) values (4, '0004_future', 'x')")
+    server.query("insert into slony_nodelock.migration (version, name, script_sha256) values (5, '0005_future', 'x')")
     before = fingerprint(server)
     assert_refused(server, server.psql_file(INSTALL_SQL),
-                   f"ERROR:  slony-nodelock: database slony_test holds migration 4 (installed release: {__version__}), "
-                   f"newer than this script, release {__version__}, whose newest migration is 3; nothing changed. "
+                   f"ERROR:  slony-nodelock: database slony_test holds migration 5 (installed release: {__version__}), "
+                   f"newer than this script, release {__version__}, whose newest migration is 4; nothing changed. "
                    f"Install with the install.sql of release {__version__} or later; to go back to {__version__}, "
                    "run that release's uninstall.sql first")
     assert fingerprint(server) == before
 
-    server.query("delete from slony_nodelock.migration where version = 4;"
+    server.query("delete from slony_nodelock.migration where version = 5;"
                  "update slony_nodelock.migration set script_sha256 = 'edited' where version = 1")
     first = hashlib.sha256((REPO / "migrations" / "0001_identity_and_saved_functions.sql").read_bytes()).hexdigest()
     assert_refused(server, server.psql_file(INSTALL_SQL),

@@ -228,7 +228,8 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
     if backend["datid"] != database:
         other = backend.get("datname")
         return STALE, "pid %d is a client backend of database %s, not of this one" % (
-            pid, quoted(other) if other is not None else "with OID %s" % backend["datid"])
+            pid, quoted(other) if other is not None
+            else "with OID %s (its name is not valid text in this database)" % backend["datid"])
 
     if recorded:
         if backend["backend_start"] == identity["backend_start"]:

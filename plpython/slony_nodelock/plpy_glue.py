@@ -31,18 +31,6 @@ MICROSECONDS = "(pg_catalog.date_part('epoch', %s) * 1000000)::pg_catalog.int8"
 # A transaction id as an integer (xid has no cast to a number).
 XID = "%s::pg_catalog.text::pg_catalog.int8"
 
-# Text that the kit does not control comes into Python as bytea, never as text. PL/Python turns
-# text into a Python string unchecked in a UTF8 database, and a string that is not valid UTF-8
-# crashes the whole server (SIGSEGV); in a SQL_ASCII database it fails the call instead. Other
-# databases' names and role names live in shared catalogs, so any database's session may have
-# written them in its own encoding (a CREATEDB role can make a SQL_ASCII database, and from there
-# a database named with any bytes); in a SQL_ASCII database no name is checked at all. This gives
-# the bytes as stored, validated by nothing, in every server encoding: replace() and decode() work
-# on bytes here, and E'' literals do not depend on standard_conforming_strings. text_of() turns
-# them into text for messages. application_name needs none of this: PostgreSQL keeps it to
-# printable ASCII (check_application_name), in every release the kit supports.
-RAW = "pg_catalog.decode(pg_catalog.replace(%s, E'\\\\', E'\\\\\\\\'), 'escape')"
-
 # Each lock row with its row version.
 LOCKS = (
     "select l.nl_nodeid, l.nl_conncnt, l.nl_backendpid, " + XID % "l.xmin" + " as xmin"
@@ -70,36 +58,37 @@ RECORDS = (
 
 # What pg_stat_activity says about the given PIDs. pg_stat_get_activity() is what the view reads;
 # calling it directly skips the view's joins to pg_database and pg_authid: the database is told
-# by its OID, and a name is read (see DATABASE_NAMES) only for a message that needs one.
+# by its OID, and a name is read (DATABASE_NAME) only for a message that needs one.
 BACKENDS = (
     "select a.pid, a.datid, a.backend_type, a.application_name,"
     " " + MICROSECONDS % "a.backend_start" + " as backend_start"
     " from pg_catalog.pg_stat_get_activity(null) a"
     " where a.pid = any ($1)"
 )
-DATABASE_NAMES = ("select d.oid, " + RAW % "d.datname::pg_catalog.text" + " as name"
-                  " from pg_catalog.pg_database d where d.oid = any ($1)")
+DATABASE_NAME = "(select d.datname::pg_catalog.text from pg_catalog.pg_database d where d.oid = $1)"
 
 
-def python_codec(server_encoding):
-    """The Python codec of a PostgreSQL server encoding, for text_of(); UTF-8 for SQL_ASCII (no
-    encoding at all, and UTF-8 is what such names most often are) and for the few that Python
-    lacks (EUC_TW, MULE_INTERNAL)."""
-    import codecs
-    name = server_encoding.lower()
-    name = {"sql_ascii": "utf-8", "utf8": "utf-8", "koi8r": "koi8_r", "koi8u": "koi8_u"}.get(name, name)
-    if name.startswith("win"):
-        name = "cp" + name[3:]
+# Text that the kit does not control never comes into Python as text. PL/Python turns text into
+# a Python string unchecked in a UTF8 database, and a string that is not valid UTF-8 crashes the
+# whole server (SIGSEGV); in a SQL_ASCII database it fails the call instead. Other databases' names
+# and role names live in shared catalogs, so a session of any database may have written them in
+# its own encoding (a CREATEDB role can make a SQL_ASCII database, and from there a database named
+# with any bytes); settings can be set from there too; in a SQL_ASCII database no name is checked
+# at all. untrusted_text() asks PostgreSQL for such a value as UTF-8 bytes: convert_to() checks
+# them in the database's encoding and converts them with PostgreSQL's own tables (never Python's
+# codecs, whose tables differ), in a statement of its own, so that bytes that are not valid here
+# are a caught error, never a failed cleanup. Messages then print other databases' and roles'
+# names in printable ASCII, which converts to any encoding. application_name needs none of this:
+# PostgreSQL keeps it to printable ASCII (check_application_name), in every release it supports.
+def untrusted_text(plpy, expression, types=(), arguments=()):
+    """The text of expression, or None where it is not valid in this database's encoding."""
     try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return "utf-8"
-
-
-def text_of(raw, codec):
-    """Bytes read through RAW as text: what is valid in the database's encoding as it reads, any
-    other byte escaped (\\xfc), so that the text is safe to print and to send back."""
-    return None if raw is None else bytes(raw).decode(codec, "backslashreplace")
+        found = plpy.execute(plpy.prepare("select pg_catalog.convert_to(%s, 'UTF8') as b" % expression,
+                                          list(types)), list(arguments))
+    except (plpy.spiexceptions.CharacterNotInRepertoire, plpy.spiexceptions.UntranslatableCharacter):
+        return None
+    raw = found[0]["b"] if len(found) == 1 else None
+    return None if raw is None else bytes(raw).decode("utf-8", "backslashreplace")
 
 
 def fail(plpy, message, sqlstate):
@@ -117,17 +106,15 @@ def _plans(plpy, cache, cluster):
     plans = cache.get(("plans", cluster))
     if plans is None:
         table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
-        me = plpy.execute(
-            "select pg_catalog.pg_backend_pid() as pid, d.oid as oid, pg_catalog.current_setting('server_encoding')"
-            " as encoding, " + RAW % "d.datname::pg_catalog.text" + " as name"
-            " from pg_catalog.pg_database d where d.datname = pg_catalog.current_database()")[0]
-        codec = python_codec(me["encoding"])
+        me = plpy.execute("select pg_catalog.pg_backend_pid() as pid, d.oid from pg_catalog.pg_database d"
+                          " where d.datname = pg_catalog.current_database()")[0]
+        database = untrusted_text(plpy, "pg_catalog.current_database()::pg_catalog.text")
         plans = {
             "table": table,
             "caller": me["pid"],
-            "database": text_of(me["name"], codec),
+            # Repair commands name it; one that is not valid text here cannot be typed anyway.
+            "database": database if database is not None else "<the database with OID %d>" % me["oid"],
             "database_oid": me["oid"],
-            "codec": codec,
             "locks": plpy.prepare(LOCKS % table),
             "locks" + FOR_UPDATE: plpy.prepare(LOCKS % table + FOR_UPDATE),
             "backends": plpy.prepare(BACKENDS, ["int4[]"]),
@@ -149,9 +136,14 @@ def _prepared(plpy, plans, name, query, types=()):
     return plans[name]
 
 
-def _current_user(plpy, codec="utf-8"):
-    """The role running this, for messages that name it (asked only when one is raised)."""
-    return text_of(plpy.execute("select " + RAW % "current_user::pg_catalog.text" + " as u")[0]["u"], codec)
+def _current_user(plpy):
+    """The role running this, for messages that name it (asked only when one is raised), in
+    printable ASCII: a role's name is written from any database."""
+    role = untrusted_text(plpy, "current_user::pg_catalog.text")
+    if role is None:
+        return "<the role with OID %d, whose name is not valid text here>" % plpy.execute(
+            "select r.oid from pg_catalog.pg_roles r where r.rolname = current_user")[0]["oid"]
+    return printable(role)
 
 
 def _lock_rows(plpy, plans, plan, arguments, refusal, cluster):
@@ -160,7 +152,7 @@ def _lock_rows(plpy, plans, plan, arguments, refusal, cluster):
     try:
         return plpy.execute(plan, arguments)
     except plpy.spiexceptions.InsufficientPrivilege:
-        fail(plpy, refusal % (quoted(_current_user(plpy, plans["codec"])), cluster_label(cluster)), "42501")
+        fail(plpy, refusal % (quoted(_current_user(plpy)), cluster_label(cluster)), "42501")
     except plpy.spiexceptions.ReadOnlySqlTransaction:
         if plpy.execute("select pg_catalog.pg_is_in_recovery() as r")[0]["r"]:
             fail(plpy, "%s is on a hot standby here, where no lock can be changed; nothing changed: "
@@ -259,19 +251,19 @@ def _judged(plpy, plans, cluster, locks):
     listed = set(b["pid"] for b in backends)
     described, full, unknown = os_processes([pid for pid in pids if pid not in listed])
     # Named only when pg_stat_activity hides something from it: one query fewer per cleanup.
-    role = _current_user(plpy, plans["codec"]) if any(b["backend_type"] is None for b in backends) else None
+    role = _current_user(plpy) if any(b["backend_type"] is None for b in backends) else None
     judged = judge(locks, records, backends, plans["caller"], plans["database_oid"], cluster, described, role)
     return judged, backends, records, full, unknown
 
 
 def _name_databases(plpy, plans, backends):
-    """Sets each backend's datname, for messages: this database's name, or another's read as
-    bytes (only when some backend is of another database, so a cleanup usually asks nothing)."""
-    others = set(b["datid"] for b in backends if b["datid"] is not None and b["datid"] != plans["database_oid"])
+    """Sets each backend's datname, for messages: this database's name, or another's in printable
+    ASCII, None where it is not valid text here (asked only when some backend is of another
+    database, so a cleanup usually asks nothing)."""
     names = {}
-    if others:
-        plan = _prepared(plpy, plans, "database_names", DATABASE_NAMES, ["oid[]"])
-        names = dict((r["oid"], text_of(r["name"], plans["codec"])) for r in plpy.execute(plan, [list(others)]))
+    for datid in set(b["datid"] for b in backends if b["datid"] is not None and b["datid"] != plans["database_oid"]):
+        name = untrusted_text(plpy, DATABASE_NAME, ["oid"], [datid])
+        names[datid] = None if name is None else printable(name)
     for b in backends:
         b["datname"] = plans["database"] if b["datid"] == plans["database_oid"] else names.get(b["datid"])
 
@@ -393,8 +385,8 @@ def terminate(plpy, cache, cluster, failed_node):
     locks = _lock_rows(plpy, plans, failed_locks, [failed_node], "role %s may not end the connections of a failed "
                        "node of %s; nothing changed: fail over as a superuser, as slonik does", cluster)
     # A setting's value is text the kit does not control (ALTER ROLE ... SET from any database).
-    setting = (text_of(plpy.execute("select " + RAW % ("pg_catalog.current_setting('%s', true)" % FAILOVER_SETTING)
-                                    + " as v")[0]["v"], plans["codec"]) or "").strip().lower()
+    setting = untrusted_text(plpy, "COALESCE(pg_catalog.current_setting('%s', true), '')" % FAILOVER_SETTING)
+    setting = "(a value that is not valid text here)" if setting is None else setting.strip().lower()
     if setting not in ("", "stock"):
         plpy.warning("slony-nodelock: %s is '%s', which means nothing; only 'stock' changes what a failover "
                      "does, so the kit's own termination runs for %s; set it to 'stock', or RESET it where it was set "

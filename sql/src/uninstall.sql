@@ -31,12 +31,16 @@ BEGIN
     v_kit := pg_catalog.to_regnamespace('slony_nodelock') IS NOT NULL;
     -- DROP SCHEMA slony_nodelock CASCADE leaves the patched functions (nothing ties them to it)
     -- and the copies of Slony's that each cluster's schema keeps (keep_slony_functions()).
-    v_kept := EXISTS (SELECT FROM pg_catalog.pg_proc p
-                       WHERE p.proname IN ('slony_nodelock_keeper', 'slony_nodelock_slony_functions'));
+    -- Only functions a superuser owns, outside temporary schemas, are the kit's: any role can
+    -- create a function of that name in its own temporary schema.
+    v_kept := EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+                       WHERE p.proname IN ('slony_nodelock_keeper', 'slony_nodelock_slony_functions') AND r.rolsuper
+                         AND p.pronamespace::pg_catalog.regnamespace::text !~ '^pg_(toast_)?temp_');
     IF NOT v_kit AND NOT v_kept THEN
         FOR v_ours IN SELECT p.pronamespace::pg_catalog.regnamespace::text AS cluster, p.proname
-                        FROM pg_catalog.pg_proc p
+                        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
                        WHERE p.proname IN ('cleanupnodelock', 'terminatenodeconnections') AND p.prosrc LIKE '# slony-nodelock %'
+                         AND r.rolsuper AND p.pronamespace::pg_catalog.regnamespace::text !~ '^pg_(toast_)?temp_'
                        ORDER BY 1, 2 LOOP
             RAISE WARNING 'slony-nodelock: the schema slony_nodelock is gone from database %, but % still runs the kit''s %() and Slony''s saved copy went with the schema; slon works, but uninstall cannot put Slony''s back: run slonik "update functions" for this node',
                 pg_catalog.quote_ident(pg_catalog.current_database()), @cluster_label(v_ours.cluster)@, v_ours.proname;
@@ -64,7 +68,9 @@ BEGIN
                                     AND a.attname = 'function_name' AND NOT a.attisdropped);
     FOR v_ours IN SELECT p.oid::pg_catalog.regprocedure AS fn, n.nspname, p.proname
                     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                    JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
                    WHERE p.proname IN ('cleanupnodelock', 'terminatenodeconnections') AND p.prosrc LIKE '# slony-nodelock %'
+                     AND r.rolsuper AND n.nspname !~ '^pg_(toast_)?temp_'
                    ORDER BY 2, 3 LOOP
         v_definition := NULL;
         IF v_kit THEN
@@ -72,8 +78,11 @@ BEGIN
                     || CASE WHEN v_named THEN 's.function_name = $2' ELSE '$2 = ''cleanupnodelock''' END
                INTO v_definition, v_owner, v_comment USING v_ours.nspname, v_ours.proname;
         END IF;
-        IF v_definition IS NULL
-           AND pg_catalog.to_regprocedure(pg_catalog.format('%I.slony_nodelock_slony_functions()', v_ours.nspname)) IS NOT NULL THEN
+        -- The copy is trusted only as the kit made it: a superuser's plain SQL function.
+        IF v_definition IS NULL AND EXISTS (
+               SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+                WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.format('%I.slony_nodelock_slony_functions()', v_ours.nspname))
+                  AND r.rolsuper AND NOT p.prosecdef AND p.prolang = (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'sql')) THEN
             EXECUTE pg_catalog.format('SELECT c.definition, c.owner, c.comment FROM %I.slony_nodelock_slony_functions() c'
                                       ' WHERE c.function_name = $1', v_ours.nspname)
                INTO v_definition, v_owner, v_comment USING v_ours.proname;
@@ -89,8 +98,9 @@ BEGIN
     END LOOP;
     -- The copies in the cluster schemas, with the event triggers that use them.
     SET LOCAL client_min_messages = warning;  -- not "drop cascades to event trigger ..."
-    FOR v_ours IN SELECT p.oid::pg_catalog.regprocedure AS fn FROM pg_catalog.pg_proc p
-                   WHERE p.proname IN ('slony_nodelock_keeper', 'slony_nodelock_slony_functions') ORDER BY p.proname LOOP
+    FOR v_ours IN SELECT p.oid::pg_catalog.regprocedure AS fn FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+                   WHERE p.proname IN ('slony_nodelock_keeper', 'slony_nodelock_slony_functions') AND r.rolsuper
+                     AND p.pronamespace::pg_catalog.regnamespace::text !~ '^pg_(toast_)?temp_' ORDER BY p.proname LOOP
         EXECUTE pg_catalog.format('DROP FUNCTION %s CASCADE', v_ours.fn);
     END LOOP;
     SET LOCAL client_min_messages = notice;

@@ -5,12 +5,14 @@ configuration, auth file, log and pid file in a directory of the bed's own, and 
 127.0.0.1 only, on a free port; it reaches the node's server through the server's unix socket.
 Stopping it kills its whole session; the bed's directory, removed at teardown, takes its files.
 
-The pool is made small on purpose: default_pool_size = 1, so that a client arriving while the one
-pooled server connection is being reset (DISCARD ALL, what session mode runs when a client
-leaves) waits for it instead of getting a new one. slon's start-up connection closes just before
-its local_listen thread connects; with a pool of 1 local_listen gets the very server connection
-that start-up used. Further clients (slon's other threads) get connections from the reserve
-pool once they have waited reserve_pool_timeout.
+The pool's size is start()'s pool_size (default_pool_size). By default it is made small on
+purpose, 1, so that a client arriving while the one pooled server connection is being reset
+(DISCARD ALL, what session mode runs when a client leaves) waits for it instead of getting a new
+one. slon's start-up connection closes just before its local_listen thread connects; with a pool
+of 1 local_listen gets the very server connection that start-up used. Further clients (slon's
+other threads) get connections from the reserve pool once they have waited reserve_pool_timeout.
+A site's pool is bigger (pool_size=20, say): each client then gets an idle server connection if
+there is one (the one that went idle last), else a new one.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class PgBouncer:
     def start(cls, server: PostgresServer, home: Path, *, pool_size: int = 1, reserve_pool_size: int = 10,
               reserve_pool_timeout: float = 0.5, timeout: float = 30) -> "PgBouncer":
         """Write the configuration into home (made here) and start pgbouncer; return once its admin
-        console answers, or raise with its log after timeout."""
+        console answers, or raise with its log after timeout. pool_size: default_pool_size."""
         if not PGBOUNCER.exists():
             raise PoolerError(f"{PGBOUNCER} is missing (Debian package pgbouncer: apt-get install pgbouncer)")
         home.mkdir(mode=0o755)

@@ -1,32 +1,69 @@
 -- Every schema holding an sl_nodelock table, and whether it is a Slony cluster we patch. Slony's
 -- init cluster and store node make the schema with sl_node and sl_nodelock, as the superuser that
 -- slonik connects as. A look-alike made by another role is not ours to touch: patching it would
--- put our function there with that role as its owner. Clusters are found from Slony's own tables,
--- never from cleanupnodelock(), so that a cluster whose function is gone is still checked.
+-- put our function there with that role as its owner, and the kit's superuser code would call
+-- functions found there (slonyversion(), the kept copies of Slony's functions). So the schema and
+-- both tables must belong to a superuser, no other role may create objects in the schema (PUBLIC
+-- may in PostgreSQL 13 and 14's public schema), and a temporary schema never counts, whoever owns
+-- it. Clusters are found from Slony's own tables, never from cleanupnodelock(), so that a cluster
+-- whose function is gone is still checked.
+-- fix: what makes a schema that Slony did make a cluster again.
+DO $drop_older$
+BEGIN
+    -- Releases up to 0.4.0 returned no fix column, and CREATE OR REPLACE cannot add one.
+    IF EXISTS (SELECT FROM pg_catalog.pg_proc p
+                WHERE p.oid = pg_catalog.to_regprocedure('slony_nodelock.cluster_candidates()')
+                  AND NOT 'fix' = ANY (p.proargnames)) THEN
+        DROP FUNCTION slony_nodelock.cluster_candidates();
+    END IF;
+END
+$drop_older$;
 CREATE OR REPLACE FUNCTION slony_nodelock.cluster_candidates()
-RETURNS TABLE (schema_name name, has_sl_node boolean, is_cluster boolean, why_not text)
+RETURNS TABLE (schema_name name, has_sl_node boolean, is_cluster boolean, why_not text, fix text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT n.nspname,
-           s.has_sl_node,
-           s.has_sl_node AND o.rolsuper AND s.plain_name,
-           CASE WHEN NOT s.has_sl_node THEN 'it has no sl_node table'
-                WHEN NOT o.rolsuper THEN pg_catalog.format('it is owned by %s, not a superuser', o.rolname)
-                WHEN NOT s.plain_name THEN 'its name is not valid UTF-8, which the kit''s PL/Python needs (a SQL_ASCII database checks no name)'
-           END
+           t.sl_node_owner IS NOT NULL,
+           s.why_not IS NULL,
+           s.why_not,
+           s.fix
       FROM pg_catalog.pg_namespace n
       JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner
-     CROSS JOIN LATERAL (SELECT EXISTS (
-               SELECT FROM pg_catalog.pg_class c
-                WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid
-                  AND c.relname OPERATOR(pg_catalog.=) 'sl_node' AND c.relkind OPERATOR(pg_catalog.=) 'r') AS has_sl_node,
+      JOIN pg_catalog.pg_class l ON l.relnamespace OPERATOR(pg_catalog.=) n.oid
+                                AND l.relname OPERATOR(pg_catalog.=) 'sl_nodelock' AND l.relkind OPERATOR(pg_catalog.=) 'r'
+      JOIN pg_catalog.pg_roles lo ON lo.oid OPERATOR(pg_catalog.=) l.relowner
+     CROSS JOIN LATERAL (SELECT
+               (SELECT c.relowner FROM pg_catalog.pg_class c
+                 WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid
+                   AND c.relname OPERATOR(pg_catalog.=) 'sl_node' AND c.relkind OPERATOR(pg_catalog.=) 'r') AS sl_node_owner,
+               (SELECT pg_catalog.string_agg(CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                                  ELSE pg_catalog.quote_ident(g.rolname) END, ', ' ORDER BY g.rolname)
+                  FROM pg_catalog.aclexplode(n.nspacl) a
+                  LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+                 WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CREATE' AND NOT COALESCE(g.rolsuper, false)) AS creators) t
+     CROSS JOIN LATERAL (SELECT CASE
+               WHEN t.sl_node_owner IS NULL THEN 'it has no sl_node table'
+               WHEN n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_' THEN 'it is a temporary schema'
+               WHEN NOT o.rolsuper THEN pg_catalog.format('it is owned by %s, not a superuser', o.rolname)
+               WHEN NOT lo.rolsuper THEN pg_catalog.format('its sl_nodelock is owned by %s, not a superuser', lo.rolname)
+               WHEN NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) t.sl_node_owner)
+                   THEN pg_catalog.format('its sl_node is owned by %s, not a superuser', pg_catalog.pg_get_userbyid(t.sl_node_owner))
+               WHEN t.creators IS NOT NULL THEN pg_catalog.format('%s may create objects in it, not only superusers', t.creators)
                -- The kit's Python gets cluster names as text, so a name must convert to UTF-8,
                -- which only a SQL_ASCII database does not check (slonik takes any high byte).
-               slony_nodelock.converts_to_utf8(n.nspname) AS plain_name) s
-     WHERE EXISTS (SELECT FROM pg_catalog.pg_class c
-                    WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid
-                      AND c.relname OPERATOR(pg_catalog.=) 'sl_nodelock' AND c.relkind OPERATOR(pg_catalog.=) 'r')
+               WHEN NOT slony_nodelock.converts_to_utf8(n.nspname) THEN 'its name is not valid UTF-8, which the kit''s PL/Python needs (a SQL_ASCII database checks no name)'
+           END AS why_not,
+           CASE
+               WHEN t.sl_node_owner IS NULL THEN NULL
+               WHEN n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_' THEN 'use a schema of its own, not a temporary one'
+               WHEN NOT o.rolsuper THEN pg_catalog.format('ALTER SCHEMA %I OWNER TO a superuser', n.nspname)
+               WHEN NOT lo.rolsuper THEN pg_catalog.format('ALTER TABLE %I.sl_nodelock OWNER TO a superuser', n.nspname)
+               WHEN NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) t.sl_node_owner)
+                   THEN pg_catalog.format('ALTER TABLE %I.sl_node OWNER TO a superuser', n.nspname)
+               WHEN t.creators IS NOT NULL THEN pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM %s', n.nspname, t.creators)
+               WHEN NOT slony_nodelock.converts_to_utf8(n.nspname) THEN 'give the cluster a name that is valid UTF-8'
+           END AS fix) s
      ORDER BY n.nspname
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.cluster_candidates() IS 'slony-nodelock: schemas holding sl_nodelock, and whether each is a Slony cluster';

@@ -21,6 +21,8 @@ DECLARE
     v_changed boolean := false;
     v_oid oid;
     v_trigger name;
+    v_fn record;
+    v_suffix int4 := 0;
 BEGIN
     SELECT pg_catalog.string_agg(pg_catalog.format('(%L::name, %L::text, %L::text, %L::name, %L::text)',
                s.function_name, s.function_name OPERATOR(pg_catalog.||) '(' OPERATOR(pg_catalog.||) f.argument_types
@@ -32,6 +34,17 @@ BEGIN
     IF v_copies IS NULL THEN
         RETURN false;  -- nothing saved yet: nothing to keep
     END IF;
+    -- CREATE OR REPLACE keeps a function's owner, and uninstall, install and the keeper run these
+    -- as a superuser: a function of these names that a superuser does not own, or that is not as
+    -- the kit makes it, goes first.
+    FOR v_fn IN SELECT p.oid::pg_catalog.regprocedure AS fn FROM pg_catalog.pg_proc p
+                  JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+                 WHERE p.pronamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = p_cluster)
+                   AND p.proname IN ('slony_nodelock_slony_functions', 'slony_nodelock_keeper')
+                   AND (NOT r.rolsuper OR p.prosecdef OR p.pronargs <> 0) LOOP
+        EXECUTE pg_catalog.format('DROP FUNCTION %s CASCADE', v_fn.fn);
+        v_changed := true;
+    END LOOP;
     v_copies := E'\n-- slony-nodelock @VERSION@: Slony''s own functions of this cluster, as Slony last installed them\n'
                 'SELECT * FROM (VALUES ' OPERATOR(pg_catalog.||) v_copies OPERATOR(pg_catalog.||)
                 ') c (function_name, signature, definition, owner, comment)' OPERATOR(pg_catalog.||) E'\n';
@@ -41,8 +54,11 @@ BEGIN
 DECLARE
     v_copy record;
 BEGIN
-    IF pg_catalog.to_regclass(%1$L) IS NULL THEN
-        RETURN;  -- the cluster itself is going
+    IF pg_catalog.to_regclass(%1$L) IS NULL OR NOT EXISTS (
+           SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+            WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.quote_ident(%3$L) OPERATOR(pg_catalog.||) '.slony_nodelock_slony_functions()')
+              AND r.rolsuper AND NOT p.prosecdef) THEN
+        RETURN;  -- the cluster itself is going, or the copies are not as the kit made them
     END IF;
     FOR v_copy IN
         SELECT c.* FROM %2$I.slony_nodelock_slony_functions() c
@@ -85,7 +101,13 @@ $keeper$, pg_catalog.format('%I.sl_nodelock', p_cluster), p_cluster, p_cluster, 
         v_changed := true;
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtfoid = v_oid) THEN
+        -- Named after the schema's OID; a restored dump can bring a trigger of that name along.
         v_trigger := 'slony_nodelock_keeper_' OPERATOR(pg_catalog.||) (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = p_cluster);
+        WHILE EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
+                       WHERE e.evtname = v_trigger OPERATOR(pg_catalog.||) CASE WHEN v_suffix = 0 THEN '' ELSE '_' OPERATOR(pg_catalog.||) v_suffix END) LOOP
+            v_suffix := v_suffix + 1;
+        END LOOP;
+        v_trigger := v_trigger OPERATOR(pg_catalog.||) CASE WHEN v_suffix = 0 THEN '' ELSE '_' OPERATOR(pg_catalog.||) v_suffix END;
         EXECUTE pg_catalog.format('CREATE EVENT TRIGGER %I ON sql_drop EXECUTE PROCEDURE %I.slony_nodelock_keeper()', v_trigger, p_cluster);
         v_changed := true;
     END IF;

@@ -21,7 +21,12 @@ DECLARE
     v_comment text;
     v_owner name;
 BEGIN
-    IF pg_catalog.to_regprocedure(pg_catalog.format('%I.slony_nodelock_slony_functions()', p_cluster)) IS NOT NULL THEN
+    -- Only what a superuser wrote is run: the copy as the kit makes it (a superuser's plain SQL
+    -- function), Slony's slonyversion() as slonik makes it (a superuser's). patch_cluster() comes
+    -- here only for a schema that cluster_candidates() accepts, where no other role may create.
+    IF EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+                WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.format('%I.slony_nodelock_slony_functions()', p_cluster))
+                  AND r.rolsuper AND NOT p.prosecdef AND p.prolang = (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'sql')) THEN
         EXECUTE pg_catalog.format('SELECT c.definition, c.owner, c.comment FROM %I.slony_nodelock_slony_functions() c'
                                   ' WHERE c.function_name = $1', p_cluster) INTO v_copy USING p_function;
         IF v_copy.definition IS NOT NULL THEN
@@ -33,12 +38,15 @@ BEGIN
         END IF;
     END IF;
 
+    SELECT r.rolname INTO v_owner FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+     WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.format('%I.slonyversion()', p_cluster)) AND r.rolsuper;
+    IF v_owner IS NULL THEN
+        RETURN NULL;  -- no slonyversion() that slonik made: no file to look for
+    END IF;
     BEGIN
         EXECUTE pg_catalog.format('SELECT %I.slonyversion()', p_cluster) INTO v_version;
-        SELECT p.proowner::pg_catalog.regrole::name INTO v_owner FROM pg_catalog.pg_proc p
-         WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.format('%I.slonyversion()', p_cluster));
     EXCEPTION WHEN OTHERS THEN
-        RETURN NULL;  -- no slonyversion(): no file to look for
+        RETURN NULL;
     END;
     IF v_version !~ '^[0-9]+\.[0-9]+\.[0-9]+$' THEN
         RETURN NULL;
@@ -60,7 +68,7 @@ BEGIN
         v_statement := pg_catalog.replace(v_statement, '@NAMESPACE@', '"' OPERATOR(pg_catalog.||) p_cluster OPERATOR(pg_catalog.||) '"');
         INSERT INTO slony_nodelock.stock_function AS s (cluster_schema, function_name, definition, prosrc, language, owner, comment)
         VALUES (p_cluster, p_function, v_statement, pg_catalog.substring(v_statement, '\$\$(.*)\$\$'), 'plpgsql',
-                COALESCE(v_owner, current_user), pg_catalog.replace(v_comment, '''''', ''''))
+                v_owner, pg_catalog.replace(v_comment, '''''', ''''))
         ON CONFLICT (cluster_schema, function_name) DO NOTHING;
         RETURN pg_catalog.format('Slony''s %s', v_file);
     END LOOP;

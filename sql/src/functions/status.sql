@@ -20,12 +20,9 @@ clusters = [r["c"] for r in plpy.execute("select c from slony_nodelock.clusters(
 if p_cluster is not None:
     wanted = [c for c in clusters if c == p_cluster] or [c for c in clusters if c == "_" + p_cluster]
     if not wanted:
-        # The name as bytes, never as text: see RAW in plpy_glue.py.
-        found = plpy.execute("select pg_catalog.current_setting('server_encoding') as e, "
-                             + logic["RAW"] % "pg_catalog.current_database()::pg_catalog.text" + " as d")[0]
-        database = logic["text_of"](found["d"], logic["python_codec"](found["e"]))
+        database = logic["untrusted_text"](plpy, "pg_catalog.current_database()::pg_catalog.text")
         logic["fail"](plpy, "no Slony cluster %s in database %s; the clusters here are listed by: select cluster from slony_nodelock.verify()"
-                      % (plpy.quote_ident(p_cluster), database), "42704")
+                      % (plpy.quote_ident(p_cluster), database if database is not None else "(its name is not valid text here)"), "42704")
     clusters = wanted
 rows = []
 for cluster in clusters:

@@ -22,7 +22,9 @@ BEGIN
            INTO v_xmin USING NEW.nl_nodeid, NEW.nl_conncnt;
         INSERT INTO slony_nodelock.lock_identity AS i (cluster_schema, nl_nodeid, nl_conncnt, pid, backend_start, row_xmin,
                                                        application_name)
-        SELECT TG_TABLE_SCHEMA, NEW.nl_nodeid, NEW.nl_conncnt, a.pid, a.backend_start, v_xmin, a.application_name
+        -- The name as set now: the activity snapshot may predate a SET in this transaction.
+        SELECT TG_TABLE_SCHEMA, NEW.nl_nodeid, NEW.nl_conncnt, a.pid, a.backend_start, v_xmin,
+               pg_catalog.current_setting('application_name')
           FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a
          WHERE a.backend_start IS NOT NULL AND v_xmin IS NOT NULL
         ON CONFLICT (cluster_schema, nl_nodeid, nl_conncnt)

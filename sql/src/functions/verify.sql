@@ -67,13 +67,13 @@ BEGIN
         v_kit_problems := v_kit_problems || ('the event trigger slony_nodelock_forget is missing or not enabled ALWAYS, so a DROP ... CASCADE that takes a cluster''s cleanupnodelock() along would leave slon unable to start; ' || v_install);
     END IF;
 
-    FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c WHERE c.has_sl_node LOOP
+    FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not, c.fix FROM slony_nodelock.cluster_candidates() c WHERE c.has_sl_node LOOP
         cluster := v_candidate.schema_name;
         IF NOT v_candidate.is_cluster THEN
             patched := false; failover_patched := false; logic_version := NULL; identity_recording := false; stock_saved := false;
             problems := pg_catalog.array_to_string(v_kit_problems || pg_catalog.format(
-                            'not patched: it has Slony''s tables, but %s; if Slony made it, ALTER SCHEMA %I OWNER TO a superuser, then %s',
-                            v_candidate.why_not, cluster, v_install), ' | ');
+                            'not patched: it has Slony''s tables, but %s; if Slony made it, %s, then %s',
+                            v_candidate.why_not, v_candidate.fix, v_install), ' | ');
             v_rows := v_rows + 1;
             RETURN NEXT;
             CONTINUE;
