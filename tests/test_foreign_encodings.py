@@ -550,3 +550,156 @@ def test_a_failover_setting_whose_value_is_not_utf8_gets_the_warning_not_a_crash
     assert warning.startswith("slony-nodelock: slony_nodelock.failover_terminate is '(a value that is not valid text "
                               "here)', which means nothing") and readable(warning), warning
     assert server.query("select count(*) from _c1.sl_nodelock") == [(0,)]
+
+
+# -- multibyte server encodings other than UTF8: EUC_JP, EUC_TW --------------------------------------
+# (a hostile review, findings F3 and F4, and a crash of PL/Python on a failed call repeated in one
+# session.) Other databases' names and setting values are bytes written by any database; in these
+# encodings neither PostgreSQL's replace() (which walks by character) nor Python's codecs (whose
+# tables differ from PostgreSQL's, or are missing) may touch them. MULE_INTERNAL is not here:
+# PostgreSQL converts it to no UTF8, so PL/Python, and install.sql with it, cannot run there at all.
+
+EUC_DB = b"slony_euc"
+# "テスト～" as PostgreSQL stores it in EUC_JP: the last character, 0xA1C1, is U+FF5E (FULLWIDTH
+# TILDE) to PostgreSQL but U+301C (WAVE DASH) to Python's euc_jp codec, which PostgreSQL cannot
+# convert back.
+WAVE_DASH_NAME = bytes.fromhex("a5c6a5b9a5c8a1c1")
+# "é\q" in LATIN1; in EUC_JP, 0xE9 starts a two-byte character and 0x5C cannot end one.
+BACKSLASH_NAME = b"\xe9\\q"
+
+
+def make_cluster_database(server: PostgresServer, encoding: str) -> None:
+    """EUC_DB in encoding, with a stock-like cluster (schema SCHEMA) and the kit installed."""
+    server.query(sql.SQL("create database {} encoding {} lc_collate 'C' lc_ctype 'C' template template0")
+                 .format(sql.Identifier(EUC_DB.decode()), sql.Literal(encoding)))
+    with connect_raw(server, EUC_DB, client_encoding="UTF8") as db:
+        db.execute(STOCK_LIKE.replace("{schema}", SCHEMA.as_string(None)))
+    code, output = psql_raw(server, EUC_DB, "-f", str(INSTALL_SQL))
+    assert code == 0 and f'patched cluster "{CLUSTER}" (schema "_{CLUSTER}")' in output, output
+
+
+def quoted_conninfo(server: PostgresServer, dbname: bytes) -> bytes:
+    """server's libpq conninfo with dbname as raw bytes in a quoted value: for a name holding a
+    backslash or a quote, which raw_conninfo() does not take."""
+    base = server.conninfo(dbname="DBNAME-PLACEHOLDER").encode()
+    value = b"'" + dbname.replace(b"\\", b"\\\\").replace(b"'", b"\\'") + b"'"
+    return base.replace(b"dbname=DBNAME-PLACEHOLDER", b"dbname=" + value)
+
+
+def connect_quoted(server: PostgresServer, dbname: bytes) -> psycopg.Connection:
+    pgconn = pq.PGconn.connect(quoted_conninfo(server, dbname))
+    if pgconn.status != pq.ConnStatus.OK:
+        message = pgconn.error_message.decode("utf-8", "backslashreplace")
+        pgconn.finish()
+        raise AssertionError(f"cannot connect to {dbname!r}: {message}")
+    conn = psycopg.Connection(pgconn)
+    conn.autocommit = True
+    return conn
+
+
+def database_oid(server: PostgresServer, name: bytes) -> int:
+    [(oid,)] = server.query("select oid from pg_catalog.pg_database"
+                            " where pg_catalog.textsend(datname::pg_catalog.text) = %s", (name,))
+    return oid
+
+
+def clean_twice_then_status_then_failover(server: PostgresServer, pid: int, datname: str | None,
+                                          reason: str) -> None:
+    """In one session of EUC_DB, with a lock row on pid before each call: cleanupNodelock() twice,
+    status(), terminateNodeConnections(). No call fails, the row is judged stale for reason
+    (status() shows datname as the holder's database), and the server does not crash: a failed
+    call does not end the sequence, since a PL/Python call after a failed one in the same session
+    is what crashed it."""
+    locks = sql.SQL("{}.sl_nodelock").format(SCHEMA)
+    failover = (f"slony-nodelock: failover: did not signal the holder of the lock row (node 1, conncnt 0, pid {pid}) "
+                f'of cluster "{CLUSTER}" (schema "_{CLUSTER}"): {reason}')
+
+    def cleanup(db: psycopg.Connection) -> None:
+        notices, _ = notices_and_result(db, sql.SQL("select {}.cleanupnodelock()").format(SCHEMA))
+        assert notices == [removal("_" + CLUSTER, 1, 0, pid, reason)], notices
+        assert lock_rows(db) == []
+
+    def status(db: psycopg.Connection) -> None:
+        rows = db.execute("select node, pid, holder_datname, verdict, reason from slony_nodelock.status(%s)",
+                          (CLUSTER,)).fetchall()
+        assert rows == [(1, pid, datname, "stale", reason)], rows
+
+    def terminate(db: psycopg.Connection) -> None:
+        notices, _ = notices_and_result(db, sql.SQL("select {}.terminatenodeconnections(1)").format(SCHEMA))
+        assert notices == [failover], notices
+        assert lock_rows(db) == []
+
+    failed: list[str] = []
+    with CrashWatch(server), connect_raw(server, EUC_DB, client_encoding="UTF8") as db:
+        for step in (cleanup, cleanup, status, terminate):
+            db.execute(sql.SQL("delete from {}").format(locks))
+            db.execute(sql.SQL("insert into {} values (1, 0, %s)").format(locks), (pid,))
+            try:
+                step(db)
+            except psycopg.Error as error:
+                failed.append(f"{step.__name__}: {type(error).__name__}: {str(error).splitlines()[0]}")
+    assert failed == []
+    assert server.query("select 1 from pg_catalog.pg_stat_activity where pid = %s", (pid,)) == [(1,)]
+
+
+@pytest.mark.parametrize("other", ["wave-dash", "backslash"])
+def test_an_euc_jp_cluster_judges_locks_naming_backends_of_databases_with_any_name(lone_bed, other):
+    server = lone_bed.node(1)
+    make_cluster_database(server, "EUC_JP")
+    if other == "wave-dash":
+        # An ordinary Japanese name, typed in a UTF-8 terminal in the EUC_JP database: valid EUC_JP.
+        with connect_raw(server, EUC_DB, client_encoding="UTF8") as db:
+            db.execute(sql.SQL("create database {} encoding 'EUC_JP' lc_collate 'C' lc_ctype 'C' template template0")
+                       .format(sql.Identifier("テスト～")))
+        name = WAVE_DASH_NAME
+        datname = "\\u30c6\\u30b9\\u30c8\\uff5e"
+        described = f'"{datname}"'
+    else:
+        # Made by a role with only CREATEDB, from its SQL_ASCII database.
+        make_odd_database(server)
+        create_database_from_ascii(server, BACKSLASH_NAME, "UTF8")
+        name = BACKSLASH_NAME
+        datname = None
+        described = f"with OID {database_oid(server, name)} {UNNAMED}"
+    assert name in database_names(server)
+
+    with connect_quoted(server, name) as holder:
+        pid = holder.info.backend_pid
+        clean_twice_then_status_then_failover(
+            server, pid, datname, f"pid {pid} is a client backend of database {described}, not of this one")
+
+
+def test_an_euc_tw_cluster_judges_a_lock_naming_a_backend_of_cafe(lone_bed):
+    # Python has no codec for EUC_TW. An ordinary UTF-8 name of another database ("café", made in
+    # a UTF8 database) is no valid text here: the kit names that database by its OID.
+    server = lone_bed.node(1)
+    make_cluster_database(server, "EUC_TW")
+    server.query('create database "café"')
+
+    with server.connect(dbname="café") as holder:
+        pid = holder.info.backend_pid
+        clean_twice_then_status_then_failover(
+            server, pid, None, f"pid {pid} is a client backend of database with OID "
+            f"{database_oid(server, 'café'.encode())} {UNNAMED}, not of this one")
+
+
+def test_a_failover_setting_that_is_not_valid_euc_jp_gets_the_warning(lone_bed):
+    # 0xE9 0x5C: a backslash where EUC_JP wants the second byte of a character. Set from a
+    # SQL_ASCII database, where any bytes pass, on the Slony database itself.
+    server = lone_bed.node(1)
+    make_cluster_database(server, "EUC_JP")
+    make_odd_database(server)
+    with connect_raw(server, ASCII_DB) as ascii_db:
+        ascii_db.execute(b"alter database " + EUC_DB + b" set slony_nodelock.failover_terminate = '"
+                         + BACKSLASH_NAME + b"'")
+
+    warnings: list[str] = []
+    with CrashWatch(server), connect_raw(server, EUC_DB, client_encoding="UTF8") as db:
+        db.execute(sql.SQL("insert into {}.sl_nodelock values (2, 0, 0)").format(SCHEMA))
+        db.add_notice_handler(lambda d: warnings.append(d.message_primary) if d.severity == "WARNING" else None)
+        db.execute(sql.SQL("select {}.terminatenodeconnections(2)").format(SCHEMA))
+        assert lock_rows(db) == []
+
+    [warning] = warnings
+    assert warning.startswith("slony-nodelock: slony_nodelock.failover_terminate is '(a value that is not valid text "
+                              "here)', which means nothing") and readable(warning), warning
