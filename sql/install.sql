@@ -21,9 +21,46 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 DO $guard$
 DECLARE
     v_major constant int4 := pg_catalog.current_setting('server_version_num')::int4 / 10000;
+    v_problem text;
 BEGIN
     IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
         RAISE EXCEPTION 'slony-nodelock: % is not a superuser; run the script as postgres or another superuser', current_user;
+    END IF;
+    -- Before anything reads or runs what the schema holds: the kit runs it as a superuser.
+    v_problem := (SELECT COALESCE(
+    (SELECT pg_catalog.format('the schema slony_nodelock belongs to %s, who is not a superuser', pg_catalog.quote_ident(r.rolname))
+       FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+      WHERE n.oid OPERATOR(pg_catalog.=) k.oid AND NOT r.rolsuper),
+    (SELECT pg_catalog.format('%s may create objects in the schema slony_nodelock',
+                pg_catalog.string_agg(CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(g.rolname) END, ', '))
+       FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
+       LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+      WHERE n.oid OPERATOR(pg_catalog.=) k.oid AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE' AND NOT COALESCE(g.rolsuper, false)
+     HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0),
+    (SELECT pg_catalog.format('%s slony_nodelock.%s belongs to %s, who is not a superuser', o.kind, pg_catalog.quote_ident(o.name),
+                              pg_catalog.quote_ident(r.rolname))
+       FROM (SELECT 'relation' AS kind, c.relname AS name, c.relowner AS owner FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'function', p.proname, p.proowner FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'type', t.typname, t.typowner FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'operator', o.oprname, o.oprowner FROM pg_catalog.pg_operator o WHERE o.oprnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'operator class', c.opcname, c.opcowner FROM pg_catalog.pg_opclass c WHERE c.opcnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'operator family', f.opfname, f.opfowner FROM pg_catalog.pg_opfamily f WHERE f.opfnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'collation', c.collname, c.collowner FROM pg_catalog.pg_collation c WHERE c.collnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'conversion', c.conname, c.conowner FROM pg_catalog.pg_conversion c WHERE c.connamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'text search configuration', c.cfgname, c.cfgowner FROM pg_catalog.pg_ts_config c WHERE c.cfgnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'text search dictionary', d.dictname, d.dictowner FROM pg_catalog.pg_ts_dict d WHERE d.dictnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'statistics object', s.stxname, s.stxowner FROM pg_catalog.pg_statistic_ext s WHERE s.stxnamespace OPERATOR(pg_catalog.=) k.oid) o
+       JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) o.owner
+      WHERE NOT r.rolsuper ORDER BY o.kind, o.name LIMIT 1),
+    (SELECT pg_catalog.format('%s %s on slony_nodelock.%s was not made by the kit', x.kind, pg_catalog.quote_ident(x.name), pg_catalog.quote_ident(c.relname))
+       FROM (SELECT 'trigger' AS kind, t.tgname AS name, t.tgrelid AS rel FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal
+             UNION ALL SELECT 'rule', w.rulename, w.ev_class FROM pg_catalog.pg_rewrite w
+             UNION ALL SELECT 'policy', p.polname, p.polrelid FROM pg_catalog.pg_policy p) x
+       JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) x.rel
+      WHERE c.relnamespace OPERATOR(pg_catalog.=) k.oid ORDER BY x.kind, x.name LIMIT 1))
+   FROM (SELECT pg_catalog.to_regnamespace('slony_nodelock')::pg_catalog.oid AS oid) k);
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION 'slony-nodelock: %; nothing changed. The kit runs what that schema holds as a superuser, so only superusers may own or change anything in it, and whoever did this could gain superuser rights through it: find out who did; to start afresh, drop it as a superuser (DROP SCHEMA slony_nodelock CASCADE) and run the script again', v_problem;
     END IF;
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'slony-nodelock: this server is a hot standby; run the script on its primary, and the standby gets the kit by replication';
@@ -166,7 +203,14 @@ $locks$;
 -- IF NOT EXISTS is how a re-run stays harmless; its "already exists, skipping" is noise here.
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS plpython3u;
-CREATE SCHEMA IF NOT EXISTS slony_nodelock;
+-- Made here, or found as the guard checked it (superusers' only): never taken over from another role.
+DO $schema$
+BEGIN
+    IF pg_catalog.to_regnamespace('slony_nodelock') IS NULL THEN
+        CREATE SCHEMA slony_nodelock;
+    END IF;
+END
+$schema$;
 COMMENT ON SCHEMA slony_nodelock IS 'slony-nodelock: a cleanupNodelock() for Slony-I that is not fooled by PID reuse';
 GRANT USAGE ON SCHEMA slony_nodelock TO PUBLIC;
 
@@ -2221,6 +2265,7 @@ DECLARE
     'install.sql'));
     v_update_functions constant text := 'run slonik "update functions" for this node (the kit patches and saves what it loads)';
     v_rows int4 := 0;
+    v_schema_problem text;
 BEGIN
     -- What every cluster relies on: our records table, and trigger functions that can read it.
     IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
@@ -2240,9 +2285,47 @@ BEGIN
     IF NOT FOUND THEN
         v_kit_problems := v_kit_problems || ('the trigger function slony_nodelock.track_lock_identity() is missing, so no lock taker is recorded; ' || v_install);
     ELSIF NOT v_trigger_owner.rolsuper THEN
-        -- Rerunning install.sql keeps each function's owner: it cannot help here.
-        v_kit_problems := v_kit_problems || pg_catalog.format('the kit''s functions belong to role %s, who is no longer a superuser, so no lock taker can be recorded; ALTER ROLE %I SUPERUSER, or %s as a superuser',
+        -- Rerunning install.sql keeps each function's owner, and uninstall.sql refuses a schema a
+        -- superuser does not own all of: only dropping the schema first helps.
+        v_kit_problems := v_kit_problems || pg_catalog.format('the kit''s functions belong to role %s, who is no longer a superuser, so no lock taker can be recorded; ALTER ROLE %I SUPERUSER, or as a superuser DROP SCHEMA slony_nodelock CASCADE and %s',
                                                             pg_catalog.quote_ident(v_trigger_owner.rolname), v_trigger_owner.rolname, v_reinstall);
+    END IF;
+    -- Who may change what the kit runs as a superuser: superusers only (a demoted installer, just
+    -- named, aside).
+    v_schema_problem := (SELECT COALESCE(
+    (SELECT pg_catalog.format('the schema slony_nodelock belongs to %s, who is not a superuser', pg_catalog.quote_ident(r.rolname))
+       FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+      WHERE n.oid OPERATOR(pg_catalog.=) k.oid AND NOT r.rolsuper),
+    (SELECT pg_catalog.format('%s may create objects in the schema slony_nodelock',
+                pg_catalog.string_agg(CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(g.rolname) END, ', '))
+       FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
+       LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+      WHERE n.oid OPERATOR(pg_catalog.=) k.oid AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE' AND NOT COALESCE(g.rolsuper, false)
+     HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0),
+    (SELECT pg_catalog.format('%s slony_nodelock.%s belongs to %s, who is not a superuser', o.kind, pg_catalog.quote_ident(o.name),
+                              pg_catalog.quote_ident(r.rolname))
+       FROM (SELECT 'relation' AS kind, c.relname AS name, c.relowner AS owner FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'function', p.proname, p.proowner FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'type', t.typname, t.typowner FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'operator', o.oprname, o.oprowner FROM pg_catalog.pg_operator o WHERE o.oprnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'operator class', c.opcname, c.opcowner FROM pg_catalog.pg_opclass c WHERE c.opcnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'operator family', f.opfname, f.opfowner FROM pg_catalog.pg_opfamily f WHERE f.opfnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'collation', c.collname, c.collowner FROM pg_catalog.pg_collation c WHERE c.collnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'conversion', c.conname, c.conowner FROM pg_catalog.pg_conversion c WHERE c.connamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'text search configuration', c.cfgname, c.cfgowner FROM pg_catalog.pg_ts_config c WHERE c.cfgnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'text search dictionary', d.dictname, d.dictowner FROM pg_catalog.pg_ts_dict d WHERE d.dictnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'statistics object', s.stxname, s.stxowner FROM pg_catalog.pg_statistic_ext s WHERE s.stxnamespace OPERATOR(pg_catalog.=) k.oid) o
+       JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) o.owner
+      WHERE NOT r.rolsuper ORDER BY o.kind, o.name LIMIT 1),
+    (SELECT pg_catalog.format('%s %s on slony_nodelock.%s was not made by the kit', x.kind, pg_catalog.quote_ident(x.name), pg_catalog.quote_ident(c.relname))
+       FROM (SELECT 'trigger' AS kind, t.tgname AS name, t.tgrelid AS rel FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal
+             UNION ALL SELECT 'rule', w.rulename, w.ev_class FROM pg_catalog.pg_rewrite w
+             UNION ALL SELECT 'policy', p.polname, p.polrelid FROM pg_catalog.pg_policy p) x
+       JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) x.rel
+      WHERE c.relnamespace OPERATOR(pg_catalog.=) k.oid ORDER BY x.kind, x.name LIMIT 1))
+   FROM (SELECT pg_catalog.to_regnamespace('slony_nodelock')::pg_catalog.oid AS oid) k);
+    IF v_schema_problem IS NOT NULL AND COALESCE(v_trigger_owner.rolsuper, true) THEN
+        v_kit_problems := v_kit_problems || (v_schema_problem || ', and the kit runs what that schema holds as a superuser, so whoever did this could gain superuser rights through it: find out who did, then drop the schema as a superuser (DROP SCHEMA slony_nodelock CASCADE) and ' || v_reinstall);
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
                     WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled = 'A') THEN

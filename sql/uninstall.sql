@@ -146,6 +146,7 @@ DECLARE
     v_table regclass;
     v_kit boolean;
     v_kept boolean;
+    v_problem text;
 BEGIN
     IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
         RAISE EXCEPTION 'slony-nodelock: % is not a superuser; run the script as postgres or another superuser', current_user;
@@ -163,6 +164,7 @@ BEGIN
                         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
                        WHERE p.proname IN ('cleanupnodelock', 'terminatenodeconnections') AND p.prosrc LIKE '# slony-nodelock %'
                          AND r.rolsuper AND p.pronamespace::pg_catalog.regnamespace::text !~ '^pg_(toast_)?temp_'
+                         AND p.prolang = (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'plpython3u')
                        ORDER BY 1, 2 LOOP
             RAISE WARNING 'slony-nodelock: the schema slony_nodelock is gone from database %, but % still runs the kit''s %() and Slony''s saved copy went with the schema; slon works, but uninstall cannot put Slony''s back: run slonik "update functions" for this node',
                 pg_catalog.quote_ident(pg_catalog.current_database()), pg_catalog.format('cluster "%s" (schema "%s")',
@@ -175,6 +177,42 @@ BEGIN
     END IF;
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'slony-nodelock: this server is a hot standby; run the script on its primary, and the standby follows by replication';
+    END IF;
+    -- Before reading what the schema holds: uninstall runs the definitions saved there.
+    v_problem := (SELECT COALESCE(
+    (SELECT pg_catalog.format('the schema slony_nodelock belongs to %s, who is not a superuser', pg_catalog.quote_ident(r.rolname))
+       FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+      WHERE n.oid OPERATOR(pg_catalog.=) k.oid AND NOT r.rolsuper),
+    (SELECT pg_catalog.format('%s may create objects in the schema slony_nodelock',
+                pg_catalog.string_agg(CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(g.rolname) END, ', '))
+       FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
+       LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+      WHERE n.oid OPERATOR(pg_catalog.=) k.oid AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE' AND NOT COALESCE(g.rolsuper, false)
+     HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0),
+    (SELECT pg_catalog.format('%s slony_nodelock.%s belongs to %s, who is not a superuser', o.kind, pg_catalog.quote_ident(o.name),
+                              pg_catalog.quote_ident(r.rolname))
+       FROM (SELECT 'relation' AS kind, c.relname AS name, c.relowner AS owner FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'function', p.proname, p.proowner FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'type', t.typname, t.typowner FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'operator', o.oprname, o.oprowner FROM pg_catalog.pg_operator o WHERE o.oprnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'operator class', c.opcname, c.opcowner FROM pg_catalog.pg_opclass c WHERE c.opcnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'operator family', f.opfname, f.opfowner FROM pg_catalog.pg_opfamily f WHERE f.opfnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'collation', c.collname, c.collowner FROM pg_catalog.pg_collation c WHERE c.collnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'conversion', c.conname, c.conowner FROM pg_catalog.pg_conversion c WHERE c.connamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'text search configuration', c.cfgname, c.cfgowner FROM pg_catalog.pg_ts_config c WHERE c.cfgnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'text search dictionary', d.dictname, d.dictowner FROM pg_catalog.pg_ts_dict d WHERE d.dictnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'statistics object', s.stxname, s.stxowner FROM pg_catalog.pg_statistic_ext s WHERE s.stxnamespace OPERATOR(pg_catalog.=) k.oid) o
+       JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) o.owner
+      WHERE NOT r.rolsuper ORDER BY o.kind, o.name LIMIT 1),
+    (SELECT pg_catalog.format('%s %s on slony_nodelock.%s was not made by the kit', x.kind, pg_catalog.quote_ident(x.name), pg_catalog.quote_ident(c.relname))
+       FROM (SELECT 'trigger' AS kind, t.tgname AS name, t.tgrelid AS rel FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal
+             UNION ALL SELECT 'rule', w.rulename, w.ev_class FROM pg_catalog.pg_rewrite w
+             UNION ALL SELECT 'policy', p.polname, p.polrelid FROM pg_catalog.pg_policy p) x
+       JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) x.rel
+      WHERE c.relnamespace OPERATOR(pg_catalog.=) k.oid ORDER BY x.kind, x.name LIMIT 1))
+   FROM (SELECT pg_catalog.to_regnamespace('slony_nodelock')::pg_catalog.oid AS oid) k);
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION 'slony-nodelock: %; nothing changed. Uninstall runs what that schema holds as a superuser, so only superusers may own or change anything in it, and whoever did this could gain superuser rights through it: find out who did; then drop it as a superuser (DROP SCHEMA slony_nodelock CASCADE) and run the script again, which restores Slony''s functions from the copies kept in each cluster''s schema', v_problem;
     END IF;
     IF pg_catalog.current_setting('transaction_read_only')::boolean THEN
         RAISE EXCEPTION 'slony-nodelock: this session is read-only (a read-only transaction); run the script in a read-write session: PGOPTIONS=''-c default_transaction_read_only=off'' psql ...';
@@ -196,6 +234,9 @@ BEGIN
                     JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
                    WHERE p.proname IN ('cleanupnodelock', 'terminatenodeconnections') AND p.prosrc LIKE '# slony-nodelock %'
                      AND r.rolsuper AND n.nspname !~ '^pg_(toast_)?temp_'
+                     -- What the kit patched: a superuser's PL/Python function; anything else of
+                     -- that name is someone else's, a decoy that would stop uninstall.
+                     AND p.prolang = (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'plpython3u')
                    ORDER BY 2, 3 LOOP
         v_definition := NULL;
         IF v_kit THEN

@@ -192,9 +192,10 @@ def test_verify_gives_the_fix_that_works_for_each_problem(server):  # noqa: F811
     server.query("alter role kit nosuperuser")
     assert problems(server) == (
         "the kit's functions belong to role kit, who is no longer a superuser, so no lock taker can be recorded; "
-        "ALTER ROLE kit SUPERUSER, or reinstall: psql -v ON_ERROR_STOP=1 -d slony_test -f "
+        "ALTER ROLE kit SUPERUSER, or as a superuser DROP SCHEMA slony_nodelock CASCADE and reinstall: "
+        "psql -v ON_ERROR_STOP=1 -d slony_test -f "
         "/usr/share/slony-nodelock/uninstall.sql, then psql -v ON_ERROR_STOP=1 -d slony_test -f "
-        "/usr/share/slony-nodelock/install.sql as a superuser | "
+        "/usr/share/slony-nodelock/install.sql | "
         "Slony's own terminatenodeconnections() is not saved, so uninstall cannot put it back; " + UPDATE_FUNCTIONS)
     server.query("alter role kit superuser")
 

@@ -2,7 +2,14 @@
 -- IF NOT EXISTS is how a re-run stays harmless; its "already exists, skipping" is noise here.
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS plpython3u;
-CREATE SCHEMA IF NOT EXISTS slony_nodelock;
+-- Made here, or found as the guard checked it (superusers' only): never taken over from another role.
+DO $schema$
+BEGIN
+    IF pg_catalog.to_regnamespace('slony_nodelock') IS NULL THEN
+        CREATE SCHEMA slony_nodelock;
+    END IF;
+END
+$schema$;
 COMMENT ON SCHEMA slony_nodelock IS 'slony-nodelock: a cleanupNodelock() for Slony-I that is not fooled by PID reuse';
 GRANT USAGE ON SCHEMA slony_nodelock TO PUBLIC;
 

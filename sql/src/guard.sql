@@ -2,9 +2,15 @@
 DO $guard$
 DECLARE
     v_major constant int4 := pg_catalog.current_setting('server_version_num')::int4 / 10000;
+    v_problem text;
 BEGIN
     IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
         RAISE EXCEPTION 'slony-nodelock: % is not a superuser; run the script as postgres or another superuser', current_user;
+    END IF;
+    -- Before anything reads or runs what the schema holds: the kit runs it as a superuser.
+    v_problem := @kit_schema_problem()@;
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION 'slony-nodelock: %; nothing changed. The kit runs what that schema holds as a superuser, so only superusers may own or change anything in it, and whoever did this could gain superuser rights through it: find out who did; to start afresh, drop it as a superuser (DROP SCHEMA slony_nodelock CASCADE) and run the script again', v_problem;
     END IF;
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'slony-nodelock: this server is a hot standby; run the script on its primary, and the standby gets the kit by replication';

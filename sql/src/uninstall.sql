@@ -24,6 +24,7 @@ DECLARE
     v_table regclass;
     v_kit boolean;
     v_kept boolean;
+    v_problem text;
 BEGIN
     IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
         RAISE EXCEPTION 'slony-nodelock: % is not a superuser; run the script as postgres or another superuser', current_user;
@@ -41,6 +42,7 @@ BEGIN
                         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
                        WHERE p.proname IN ('cleanupnodelock', 'terminatenodeconnections') AND p.prosrc LIKE '# slony-nodelock %'
                          AND r.rolsuper AND p.pronamespace::pg_catalog.regnamespace::text !~ '^pg_(toast_)?temp_'
+                         AND p.prolang = (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'plpython3u')
                        ORDER BY 1, 2 LOOP
             RAISE WARNING 'slony-nodelock: the schema slony_nodelock is gone from database %, but % still runs the kit''s %() and Slony''s saved copy went with the schema; slon works, but uninstall cannot put Slony''s back: run slonik "update functions" for this node',
                 pg_catalog.quote_ident(pg_catalog.current_database()), @cluster_label(v_ours.cluster)@, v_ours.proname;
@@ -50,6 +52,11 @@ BEGIN
     END IF;
     IF pg_catalog.pg_is_in_recovery() THEN
         RAISE EXCEPTION 'slony-nodelock: this server is a hot standby; run the script on its primary, and the standby follows by replication';
+    END IF;
+    -- Before reading what the schema holds: uninstall runs the definitions saved there.
+    v_problem := @kit_schema_problem()@;
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION 'slony-nodelock: %; nothing changed. Uninstall runs what that schema holds as a superuser, so only superusers may own or change anything in it, and whoever did this could gain superuser rights through it: find out who did; then drop it as a superuser (DROP SCHEMA slony_nodelock CASCADE) and run the script again, which restores Slony''s functions from the copies kept in each cluster''s schema', v_problem;
     END IF;
     IF pg_catalog.current_setting('transaction_read_only')::boolean THEN
         RAISE EXCEPTION 'slony-nodelock: this session is read-only (a read-only transaction); run the script in a read-write session: PGOPTIONS=''-c default_transaction_read_only=off'' psql ...';
@@ -71,6 +78,9 @@ BEGIN
                     JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
                    WHERE p.proname IN ('cleanupnodelock', 'terminatenodeconnections') AND p.prosrc LIKE '# slony-nodelock %'
                      AND r.rolsuper AND n.nspname !~ '^pg_(toast_)?temp_'
+                     -- What the kit patched: a superuser's PL/Python function; anything else of
+                     -- that name is someone else's, a decoy that would stop uninstall.
+                     AND p.prolang = (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'plpython3u')
                    ORDER BY 2, 3 LOOP
         v_definition := NULL;
         IF v_kit THEN

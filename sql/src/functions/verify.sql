@@ -35,6 +35,7 @@ DECLARE
                                                    @install_command('install.sql')@);
     v_update_functions constant text := 'run slonik "update functions" for this node (the kit patches and saves what it loads)';
     v_rows int4 := 0;
+    v_schema_problem text;
 BEGIN
     -- What every cluster relies on: our records table, and trigger functions that can read it.
     IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
@@ -54,9 +55,16 @@ BEGIN
     IF NOT FOUND THEN
         v_kit_problems := v_kit_problems || ('the trigger function slony_nodelock.track_lock_identity() is missing, so no lock taker is recorded; ' || v_install);
     ELSIF NOT v_trigger_owner.rolsuper THEN
-        -- Rerunning install.sql keeps each function's owner: it cannot help here.
-        v_kit_problems := v_kit_problems || pg_catalog.format('the kit''s functions belong to role %s, who is no longer a superuser, so no lock taker can be recorded; ALTER ROLE %I SUPERUSER, or %s as a superuser',
+        -- Rerunning install.sql keeps each function's owner, and uninstall.sql refuses a schema a
+        -- superuser does not own all of: only dropping the schema first helps.
+        v_kit_problems := v_kit_problems || pg_catalog.format('the kit''s functions belong to role %s, who is no longer a superuser, so no lock taker can be recorded; ALTER ROLE %I SUPERUSER, or as a superuser DROP SCHEMA slony_nodelock CASCADE and %s',
                                                             pg_catalog.quote_ident(v_trigger_owner.rolname), v_trigger_owner.rolname, v_reinstall);
+    END IF;
+    -- Who may change what the kit runs as a superuser: superusers only (a demoted installer, just
+    -- named, aside).
+    v_schema_problem := @kit_schema_problem()@;
+    IF v_schema_problem IS NOT NULL AND COALESCE(v_trigger_owner.rolsuper, true) THEN
+        v_kit_problems := v_kit_problems || (v_schema_problem || ', and the kit runs what that schema holds as a superuser, so whoever did this could gain superuser rights through it: find out who did, then drop the schema as a superuser (DROP SCHEMA slony_nodelock CASCADE) and ' || v_reinstall);
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
                     WHERE e.evtname = 'slony_nodelock_repatch' AND e.evtenabled = 'A') THEN

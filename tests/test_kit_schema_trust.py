@@ -1,0 +1,109 @@
+"""Who may own what the kit runs as a superuser (issue 19, part 1): a schema slony_nodelock made
+before the install by another role, or anything in it that a superuser does not own, stops
+install and uninstall in one line before they read or run anything there, and verify() and
+assert_ok() name it on every call."""
+
+from __future__ import annotations
+
+import pytest
+
+from slonybed.bed import INSTALL_SQL, UNINSTALL_SQL
+from test_install import add_stock_like_cluster, error_lines, server  # noqa: F401  (fixture)
+
+REFUSAL_TAIL = ("; nothing changed. The kit runs what that schema holds as a superuser, so only superusers may own or "
+                "change anything in it, and whoever did this could gain superuser rights through it: find out who did; "
+                "to start afresh, drop it as a superuser (DROP SCHEMA slony_nodelock CASCADE) and run the script again")
+
+
+def is_superuser(server, role: str) -> bool:
+    return server.query("select rolsuper from pg_catalog.pg_roles where rolname = %s", (role,))[0][0]
+
+
+def as_app(server, statements: str) -> None:
+    """Run statements as the role app, which owns the database (the usual application role)."""
+    with server.connect(user="app") as app:
+        app.execute(statements)
+
+
+@pytest.fixture
+def app_database_owner(server):  # noqa: F811
+    """The application role app: no superuser, but owner of the database, so it may create schemas."""
+    server.query("create role app login")
+    server.query("alter database slony_test owner to app")
+    add_stock_like_cluster(server, "_c1")
+    return server
+
+
+def test_a_schema_made_by_the_database_owner_with_a_trap_stops_install(app_database_owner):
+    server = app_database_owner
+    as_app(server, """
+        create schema slony_nodelock;
+        create table slony_nodelock.migration (version int4 primary key, name text not null,
+                                               script_sha256 text not null, applied_at timestamptz not null default now());
+        create function slony_nodelock.trap() returns trigger language plpgsql security invoker as $$
+        begin
+            if (select rolsuper from pg_roles where rolname = current_user) then
+                execute 'alter role app superuser';
+            end if;
+            return new;
+        end $$;
+        create trigger trap before insert on slony_nodelock.migration for each row execute function slony_nodelock.trap();
+    """)
+
+    result = server.psql_file(INSTALL_SQL)
+
+    assert result.returncode != 0
+    [error] = error_lines(result)
+    assert error.endswith("ERROR:  slony-nodelock: the schema slony_nodelock belongs to app, who is not a superuser"
+                          + REFUSAL_TAIL), error
+    assert not is_superuser(server, "app")
+    assert server.query("select count(*) from slony_nodelock.migration") == [(0,)]
+    assert server.query("select l.lanname from pg_catalog.pg_proc p join pg_catalog.pg_language l on l.oid = p.prolang"
+                        " where p.oid = '_c1.cleanupnodelock()'::pg_catalog.regprocedure") == [("plpgsql",)]
+
+
+def test_an_empty_schema_made_by_another_role_stops_install_and_nothing_is_patched(app_database_owner):
+    server = app_database_owner
+    as_app(server, "create schema slony_nodelock")
+
+    result = server.psql_file(INSTALL_SQL)
+
+    assert result.returncode != 0
+    assert "ERROR:  slony-nodelock: the schema slony_nodelock belongs to app, who is not a superuser; nothing changed" in result.stderr
+    assert server.query("select count(*) from pg_catalog.pg_proc where pronamespace = 'slony_nodelock'::regnamespace") == [(0,)]
+
+
+def test_a_grant_or_an_object_of_another_role_in_the_kits_schema_is_named_by_verify_and_stops_install(server):  # noqa: F811
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    server.query("create role app login")
+    assert server.query("select slony_nodelock.assert_ok()") == [(1,)]
+
+    server.query("grant create on schema slony_nodelock to app")
+    [(problems,)] = server.query("select problems from slony_nodelock.verify()")
+    assert problems == ("app may create objects in the schema slony_nodelock, and the kit runs what that schema "
+                        "holds as a superuser, so whoever did this could gain superuser rights through it: find out who "
+                        "did, then drop the schema as a superuser (DROP SCHEMA slony_nodelock CASCADE) and reinstall: "
+                        "psql -v ON_ERROR_STOP=1 -d slony_test -f /usr/share/slony-nodelock/uninstall.sql, then "
+                        "psql -v ON_ERROR_STOP=1 -d slony_test -f /usr/share/slony-nodelock/install.sql"), problems
+    with pytest.raises(Exception, match="app may create objects in the schema slony_nodelock"):
+        server.query("select slony_nodelock.assert_ok()")
+    for script in (INSTALL_SQL, UNINSTALL_SQL):
+        result = server.psql_file(script)
+        assert result.returncode != 0 and "app may create objects in the schema slony_nodelock; nothing changed" in result.stderr
+
+    server.query("revoke create on schema slony_nodelock from app")
+    server.query("alter function slony_nodelock.logic_source() owner to app")
+    [(problems,)] = server.query("select problems from slony_nodelock.verify()")
+    assert problems.startswith("function slony_nodelock.logic_source belongs to app, who is not a superuser"), problems
+    assert server.psql_file(INSTALL_SQL).returncode != 0
+
+    server.query("alter function slony_nodelock.logic_source() owner to postgres")
+    server.query("create trigger extra after insert on slony_nodelock.migration for each row"
+                 " execute function slony_nodelock.track_lock_identity()")
+    [(problems,)] = server.query("select problems from slony_nodelock.verify()")
+    assert problems.startswith("trigger extra on slony_nodelock.migration was not made by the kit"), problems
+
+    server.query("drop trigger extra on slony_nodelock.migration")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    assert server.query("select slony_nodelock.assert_ok()") == [(1,)]
