@@ -149,7 +149,8 @@ BEGIN
                         JOIN pg_catalog.pg_roles o ON o.oid = n.nspowner
                        WHERE c.relkind = 'r'
                          AND ((c.relname = 'sl_nodelock'
-                               AND ((o.rolsuper AND EXISTS (SELECT FROM pg_catalog.pg_class s WHERE s.relnamespace = n.oid
+                               AND ((o.rolsuper AND (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = c.relowner)
+                                     AND EXISTS (SELECT FROM pg_catalog.pg_class s WHERE s.relnamespace = n.oid
                                                                AND s.relname = 'sl_node' AND s.relkind = 'r'))
                                     OR EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid
                                                   AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate'))))
@@ -542,7 +543,14 @@ def carries_slons_exact_name(row, name):
     return is_registering_connection(name)
 
 
-def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_process=None, role=None):
+def xid_newer(a, b):
+    """Whether transaction id a is later than b, in 32-bit wraparound order (as PostgreSQL
+    compares xids)."""
+    return a != b and (a - b) % 2**32 < 2**31
+
+
+def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_process=None, role=None,
+              took_later=None):
     """(verdict, reason) for one lock row.
 
     identity is the record kept for the row's key, or None; it counts only if it matches the row
@@ -551,7 +559,9 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
     that this very backend (same PID and start time) is recorded to have taken, or is None.
     os_process says what the PID is on the database host when it is no backend (see
     describe_process, or NO_SUCH_PROCESS), or is None when that is unknown. role is the role
-    judging, named when pg_stat_activity hides what it needs. database is the OID of the
+    judging, named when pg_stat_activity hides what it needs. took_later names another lock row
+    that the trigger saw this very backend take after this row's recorded taking, or is None.
+    database is the OID of the
     database the cleanup runs in: names are for people, and another database's name need not
     even be valid text here.
     """
@@ -598,6 +608,13 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
 
     if recorded:
         if backend["backend_start"] == identity["backend_start"]:
+            if took_later is not None:
+                # slon takes one lock per connection: the backend took another since, so a
+                # session pooler handed it to another client, which may even carry the same name
+                # (every remote slon names its listen connection slon.node_N_listen).
+                return STALE, ("pid %d is the client backend that took the lock, but it took the %s after it, "
+                               "and slon takes one lock per connection: the session that took this one has ended "
+                               "(a session pooler such as pgbouncer handed its server connection on)" % (pid, took_later))
             taken_as = identity.get("application_name")
             if taken_as is not None and backend["application_name"] != taken_as:
                 # slon names a connection once, as it opens it; a session pooler resets the name
@@ -688,7 +705,7 @@ def judge(rows, records, backends, caller_pid, database, cluster=None, os_proces
             proves = record.get("proves_taken", True)
         if proves:
             takers.setdefault((record["pid"], record["backend_start"]), []).append(
-                (record.get("cluster"), key))
+                (record.get("cluster"), key, record.get("row_xmin")))
     by_pid = {}
     for backend in backends:
         by_pid[backend["pid"]] = backend
@@ -697,17 +714,20 @@ def judge(rows, records, backends, caller_pid, database, cluster=None, os_proces
         key = (row["nl_nodeid"], row["nl_conncnt"])
         identity = own.get(key)
         backend = by_pid.get(row["nl_backendpid"])
-        took_other = None
-        # Only a row without a record of its own, or with a guessed one, needs the search.
-        if backend is not None and (not record_matches(row, identity) or identity.get("adopted")):
-            for other_cluster, other_key in takers.get((row["nl_backendpid"], backend["backend_start"]), ()):
-                if (other_cluster, other_key) != (cluster, key):
-                    took_other = "lock row (node %d, conncnt %d) of %s" % (
-                        other_key[0], other_key[1],
-                        cluster_label(other_cluster if other_cluster is not None else cluster))
-                    break
+        took_other = took_later = None
+        recorded = record_matches(row, identity) and not identity.get("adopted")
+        if backend is not None:
+            for other_cluster, other_key, other_xmin in takers.get((row["nl_backendpid"], backend["backend_start"]), ()):
+                if (other_cluster, other_key) == (cluster, key):
+                    continue
+                other = "lock row (node %d, conncnt %d) of %s" % (
+                    other_key[0], other_key[1], cluster_label(other_cluster if other_cluster is not None else cluster))
+                if not recorded:
+                    took_other = took_other or other
+                elif other_xmin is not None and xid_newer(other_xmin, identity["row_xmin"]):
+                    took_later = took_later or other
         verdict, reason = judge_row(row, identity, backend, caller_pid, database, took_other,
-                                    os_processes.get(row["nl_backendpid"]), role)
+                                    os_processes.get(row["nl_backendpid"]), role, took_later)
         judged.append((row, verdict, reason, adoptable(row, identity, backend, verdict)))
     return judged
 
@@ -801,6 +821,14 @@ def untrusted_text(plpy, expression, types=(), arguments=()):
     return None if raw is None else bytes(raw).decode("utf-8", "backslashreplace")
 
 
+def quote_identifier(name):
+    """name as a quoted SQL identifier, quoted in Python: plpy.quote_ident() hands back Python's
+    UTF-8 bytes as if they were in the database's encoding, which names another schema (LATIN1)
+    or fails inside Python and leaves PL/Python unusable (WIN1252); query text from Python is
+    converted properly."""
+    return '"%s"' % name.replace('"', '""')
+
+
 def fail(plpy, message, sqlstate):
     """Raise an ERROR that reads 'slony-nodelock: ' + message, in one line. PL/Python names an
     uncaught exception's class before its message ('plpy.Error: ...'), so the class raised is
@@ -815,7 +843,7 @@ def _plans(plpy, cache, cluster):
     tuple key, which no other SD entry uses)."""
     plans = cache.get(("plans", cluster))
     if plans is None:
-        table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
+        table = "%s.sl_nodelock" % quote_identifier(cluster)
         me = plpy.execute("select pg_catalog.pg_backend_pid() as pid, d.oid from pg_catalog.pg_database d"
                           " where d.datname = pg_catalog.current_database()")[0]
         database = untrusted_text(plpy, "pg_catalog.current_database()::pg_catalog.text")
@@ -1102,7 +1130,7 @@ def terminate(plpy, cache, cluster, failed_node):
                      "does, so the kit's own termination runs for %s; set it to 'stock', or RESET it where it was set "
                      "(ALTER DATABASE or ALTER ROLE)" % (FAILOVER_SETTING, printable(setting), cluster_label(cluster)))
     if setting == "stock":
-        kill = plpy.prepare("select %s.killBackend($1, 'TERM')" % plpy.quote_ident(cluster), ["int4"])
+        kill = plpy.prepare("select %s.killBackend($1, 'TERM')" % quote_identifier(cluster), ["int4"])
         for row in locks:
             plpy.execute(kill, [row["nl_backendpid"]])
     elif len(locks) > 0:
@@ -1151,8 +1179,8 @@ $slony_nodelock_py$::text
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.logic_source() IS 'slony-nodelock: the Python source of the liveness logic and its glue';
 
--- Whether a name converts to UTF-8, which PL/Python needs of every text it is given: always in a
--- database whose encoding PostgreSQL checks; in a SQL_ASCII one, which checks nothing, only if its
+-- Whether a name converts to UTF-8 and back to the same bytes, which PL/Python needs of every
+-- text it is given and sends back: in a SQL_ASCII database, which checks nothing, only if its
 -- bytes are valid UTF-8 (slonik takes a cluster name with any high byte).
 CREATE OR REPLACE FUNCTION slony_nodelock.converts_to_utf8(p_name name)
 RETURNS boolean
@@ -1160,13 +1188,15 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    PERFORM pg_catalog.convert_to(p_name::pg_catalog.text, 'UTF8');
-    RETURN true;
+    -- And back: in EUC_JP a few characters (NEC row 13) come back as other bytes, so the name the
+    -- kit's Python would query by would be another schema's.
+    RETURN pg_catalog.convert(pg_catalog.convert_to(p_name::pg_catalog.text, 'UTF8'), 'UTF8', pg_catalog.getdatabaseencoding())
+           OPERATOR(pg_catalog.=) pg_catalog.convert_to(p_name::pg_catalog.text, pg_catalog.getdatabaseencoding());
 EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
     RETURN false;
 END
 $fn$;
-COMMENT ON FUNCTION slony_nodelock.converts_to_utf8(name) IS 'slony-nodelock: whether a name converts to UTF-8, as PL/Python needs';
+COMMENT ON FUNCTION slony_nodelock.converts_to_utf8(name) IS 'slony-nodelock: whether a name converts to UTF-8 and back, as PL/Python needs';
 
 -- Every schema holding an sl_nodelock table, and whether it is a Slony cluster we patch. Slony's
 -- init cluster and store node make the schema with sl_node and sl_nodelock, as the superuser that
@@ -1177,27 +1207,15 @@ COMMENT ON FUNCTION slony_nodelock.converts_to_utf8(name) IS 'slony-nodelock: wh
 -- may in PostgreSQL 13 and 14's public schema), and a temporary schema never counts, whoever owns
 -- it. Clusters are found from Slony's own tables, never from cleanupnodelock(), so that a cluster
 -- whose function is gone is still checked.
--- fix: what makes a schema that Slony did make a cluster again.
-DO $drop_older$
-BEGIN
-    -- Releases up to 0.4.0 returned no fix column, and CREATE OR REPLACE cannot add one.
-    IF EXISTS (SELECT FROM pg_catalog.pg_proc p
-                WHERE p.oid = pg_catalog.to_regprocedure('slony_nodelock.cluster_candidates()')
-                  AND NOT 'fix' = ANY (p.proargnames)) THEN
-        DROP FUNCTION slony_nodelock.cluster_candidates();
-    END IF;
-END
-$drop_older$;
 CREATE OR REPLACE FUNCTION slony_nodelock.cluster_candidates()
-RETURNS TABLE (schema_name name, has_sl_node boolean, is_cluster boolean, why_not text, fix text)
+RETURNS TABLE (schema_name name, has_sl_node boolean, is_cluster boolean, why_not text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT n.nspname,
            t.sl_node_owner IS NOT NULL,
            s.why_not IS NULL,
-           s.why_not,
-           s.fix
+           s.why_not
       FROM pg_catalog.pg_namespace n
       JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner
       JOIN pg_catalog.pg_class l ON l.relnamespace OPERATOR(pg_catalog.=) n.oid
@@ -1220,20 +1238,15 @@ AS $fn$
                WHEN NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) t.sl_node_owner)
                    THEN pg_catalog.format('its sl_node is owned by %s, not a superuser', pg_catalog.pg_get_userbyid(t.sl_node_owner))
                WHEN t.creators IS NOT NULL THEN pg_catalog.format('%s may create objects in it, not only superusers', t.creators)
+               WHEN (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid OPERATOR(pg_catalog.=) l.oid AND NOT a.attisdropped
+                        AND a.attname OPERATOR(pg_catalog.=) ANY (ARRAY['nl_nodeid', 'nl_conncnt', 'nl_backendpid']::name[])
+                        AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.int4'::pg_catalog.regtype) OPERATOR(pg_catalog.<>) 3
+                   THEN 'its sl_nodelock lacks the int4 columns nl_nodeid, nl_conncnt and nl_backendpid of Slony-I 2.x'
                -- The kit's Python gets cluster names as text, so a name must convert to UTF-8,
                -- which only a SQL_ASCII database does not check (slonik takes any high byte).
-               WHEN NOT slony_nodelock.converts_to_utf8(n.nspname) THEN 'its name is not valid UTF-8, which the kit''s PL/Python needs (a SQL_ASCII database checks no name)'
-           END AS why_not,
-           CASE
-               WHEN t.sl_node_owner IS NULL THEN NULL
-               WHEN n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_' THEN 'use a schema of its own, not a temporary one'
-               WHEN NOT o.rolsuper THEN pg_catalog.format('ALTER SCHEMA %I OWNER TO a superuser', n.nspname)
-               WHEN NOT lo.rolsuper THEN pg_catalog.format('ALTER TABLE %I.sl_nodelock OWNER TO a superuser', n.nspname)
-               WHEN NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) t.sl_node_owner)
-                   THEN pg_catalog.format('ALTER TABLE %I.sl_node OWNER TO a superuser', n.nspname)
-               WHEN t.creators IS NOT NULL THEN pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM %s', n.nspname, t.creators)
-               WHEN NOT slony_nodelock.converts_to_utf8(n.nspname) THEN 'give the cluster a name that is valid UTF-8'
-           END AS fix) s
+               WHEN NOT slony_nodelock.converts_to_utf8(n.nspname) THEN 'its name does not convert to UTF-8 and back unchanged, which the kit''s PL/Python needs (a SQL_ASCII database checks no name)'
+           END AS why_not) s
      ORDER BY n.nspname
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.cluster_candidates() IS 'slony-nodelock: schemas holding sl_nodelock, and whether each is a Slony cluster';
@@ -1659,10 +1672,11 @@ DECLARE
     v_seen int4 := 0;
     v_changed int4 := 0;
 BEGIN
-    FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not, c.fix FROM slony_nodelock.cluster_candidates() c LOOP
+    FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c LOOP
         IF NOT v_candidate.is_cluster THEN
-            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %, so Slony did not make it; if Slony did, % and run the script again',
-                pg_catalog.quote_ident(v_candidate.schema_name), v_candidate.why_not, v_candidate.fix;
+            -- No advice to hand it to a superuser: whatever its owner put in it would then run as one.
+            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %, so the kit does not take it for a Slony cluster and leaves it alone',
+                pg_catalog.quote_ident(v_candidate.schema_name), v_candidate.why_not;
             CONTINUE;
         END IF;
         v_seen := v_seen + 1;
@@ -2158,7 +2172,7 @@ if p_cluster is not None:
     if not wanted:
         database = logic["untrusted_text"](plpy, "pg_catalog.current_database()::pg_catalog.text")
         logic["fail"](plpy, "no Slony cluster %s in database %s; the clusters here are listed by: select cluster from slony_nodelock.verify()"
-                      % (plpy.quote_ident(p_cluster), database if database is not None else "(its name is not valid text here)"), "42704")
+                      % (logic["quote_identifier"](p_cluster), database if database is not None else "(its name is not valid text here)"), "42704")
     clusters = wanted
 rows = []
 for cluster in clusters:
@@ -2220,8 +2234,8 @@ COMMENT ON FUNCTION slony_nodelock.track_lock_identity() IS 'slony-nodelock: tri
 REVOKE EXECUTE ON FUNCTION slony_nodelock.track_lock_identity() FROM PUBLIC;
 
 -- One row per Slony cluster schema, found from Slony's own tables (so a cluster whose
--- cleanupnodelock() is gone is still listed), and per schema with sl_node that is skipped because
--- no superuser owns it: is it running our cleanupnodelock() (patched) and
+-- cleanupnodelock() is gone is still listed; see cluster_candidates()): is it running our
+-- cleanupnodelock() (patched) and
 -- terminatenodeconnections() (failover_patched), and is everything around it in place? problems
 -- is NULL when all is well, else names each problem with the fix that works for it.
 -- SECURITY DEFINER so that a monitoring role can call it: it only reads, and returns only this.
@@ -2336,17 +2350,11 @@ BEGIN
         v_kit_problems := v_kit_problems || ('the event trigger slony_nodelock_forget is missing or not enabled ALWAYS, so a DROP ... CASCADE that takes a cluster''s cleanupnodelock() along would leave slon unable to start; ' || v_install);
     END IF;
 
-    FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not, c.fix FROM slony_nodelock.cluster_candidates() c WHERE c.has_sl_node LOOP
+    -- Clusters only: a schema that only looks like one (install names it, and why, when it skips
+    -- it) is no problem of the kit's; listing it would turn assert_ok() red for good, on tables
+    -- any role can make in its own schema.
+    FOR v_candidate IN SELECT c.schema_name FROM slony_nodelock.cluster_candidates() c WHERE c.is_cluster LOOP
         cluster := v_candidate.schema_name;
-        IF NOT v_candidate.is_cluster THEN
-            patched := false; failover_patched := false; logic_version := NULL; identity_recording := false; stock_saved := false;
-            problems := pg_catalog.array_to_string(v_kit_problems || pg_catalog.format(
-                            'not patched: it has Slony''s tables, but %s; if Slony made it, %s, then %s',
-                            v_candidate.why_not, v_candidate.fix, v_install), ' | ');
-            v_rows := v_rows + 1;
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
         v_found := v_kit_problems;
         logic_version := NULL;
         FOR v_patch IN SELECT f.function_name FROM slony_nodelock.patched_functions() f LOOP

@@ -87,7 +87,8 @@ BEGIN
                         JOIN pg_catalog.pg_roles o ON o.oid = n.nspowner
                        WHERE c.relkind = 'r'
                          AND ((c.relname = 'sl_nodelock'
-                               AND ((o.rolsuper AND EXISTS (SELECT FROM pg_catalog.pg_class s WHERE s.relnamespace = n.oid
+                               AND ((o.rolsuper AND (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = c.relowner)
+                                     AND EXISTS (SELECT FROM pg_catalog.pg_class s WHERE s.relnamespace = n.oid
                                                                AND s.relname = 'sl_node' AND s.relkind = 'r'))
                                     OR EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid
                                                   AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate'))))

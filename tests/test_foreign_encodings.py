@@ -474,7 +474,7 @@ def test_slony_in_a_database_that_is_sql_ascii_or_named_not_utf8(lone_bed, dbnam
         with pytest.raises(psycopg.errors.UndefinedObject) as raised:
             db.execute("select * from slony_nodelock.status('nosuch')")
         message = raised.value.diag.message_primary
-        assert message and message.startswith("slony-nodelock: no Slony cluster nosuch in database "), message
+        assert message and message.startswith("slony-nodelock: no Slony cluster \"nosuch\" in database "), message
 
     assert slon.alive() and stale.database() == ODD
 

@@ -552,3 +552,25 @@ def test_a_recorded_holder_that_no_longer_carries_its_name_is_stale():
                           "took it has ended (a session pooler such as pgbouncer keeps its server connection)" % now)
     # Records of earlier releases have no name: the start time alone decides.
     assert verdict_of(row, identity_of(row), backend(application_name="psql"))[0] == liveness.LIVE
+
+
+def test_of_two_rows_one_backend_took_the_earlier_one_is_stale_even_under_the_same_name():
+    # Behind a session pooler node 2's listen connection registered, left, and the pooler handed
+    # its server backend to node 3's listen connection, which registered too, under the same name
+    # (every remote slon names its listen connection to node 1 slon.node_1_listen).
+    name = "slon.node_1_listen"
+    for earlier, later in ((7001, 7002), (2**32 - 10, 5)):  # the second pair wraps around
+        row_2 = lock_row(nodeid=2, conncnt=1, xmin=earlier)
+        row_3 = lock_row(nodeid=3, conncnt=1, xmin=later)
+        records = [dict(identity_of(row_2), application_name=name, cluster=None, adopted=False),
+                   dict(identity_of(row_3), application_name=name, cluster=None, adopted=False)]
+        holder = backend(application_name=name)
+
+        judged = liveness.judge([row_2, row_3], records, [holder], 1, DATABASE)
+
+        assert [(v, r) for _, v, r, _ in judged] == [
+            (liveness.STALE, "pid 2225 is the client backend that took the lock, but it took the lock row (node 3, "
+                             "conncnt 1) of this cluster after it, and slon takes one lock per connection: the session "
+                             "that took this one has ended (a session pooler such as pgbouncer handed its server "
+                             "connection on)"),
+            (liveness.LIVE, "pid 2225 is the client backend that took the lock")]

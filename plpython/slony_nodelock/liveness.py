@@ -177,7 +177,14 @@ def carries_slons_exact_name(row, name):
     return is_registering_connection(name)
 
 
-def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_process=None, role=None):
+def xid_newer(a, b):
+    """Whether transaction id a is later than b, in 32-bit wraparound order (as PostgreSQL
+    compares xids)."""
+    return a != b and (a - b) % 2**32 < 2**31
+
+
+def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_process=None, role=None,
+              took_later=None):
     """(verdict, reason) for one lock row.
 
     identity is the record kept for the row's key, or None; it counts only if it matches the row
@@ -186,7 +193,9 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
     that this very backend (same PID and start time) is recorded to have taken, or is None.
     os_process says what the PID is on the database host when it is no backend (see
     describe_process, or NO_SUCH_PROCESS), or is None when that is unknown. role is the role
-    judging, named when pg_stat_activity hides what it needs. database is the OID of the
+    judging, named when pg_stat_activity hides what it needs. took_later names another lock row
+    that the trigger saw this very backend take after this row's recorded taking, or is None.
+    database is the OID of the
     database the cleanup runs in: names are for people, and another database's name need not
     even be valid text here.
     """
@@ -233,6 +242,13 @@ def judge_row(row, identity, backend, caller_pid, database, took_other=None, os_
 
     if recorded:
         if backend["backend_start"] == identity["backend_start"]:
+            if took_later is not None:
+                # slon takes one lock per connection: the backend took another since, so a
+                # session pooler handed it to another client, which may even carry the same name
+                # (every remote slon names its listen connection slon.node_N_listen).
+                return STALE, ("pid %d is the client backend that took the lock, but it took the %s after it, "
+                               "and slon takes one lock per connection: the session that took this one has ended "
+                               "(a session pooler such as pgbouncer handed its server connection on)" % (pid, took_later))
             taken_as = identity.get("application_name")
             if taken_as is not None and backend["application_name"] != taken_as:
                 # slon names a connection once, as it opens it; a session pooler resets the name
@@ -323,7 +339,7 @@ def judge(rows, records, backends, caller_pid, database, cluster=None, os_proces
             proves = record.get("proves_taken", True)
         if proves:
             takers.setdefault((record["pid"], record["backend_start"]), []).append(
-                (record.get("cluster"), key))
+                (record.get("cluster"), key, record.get("row_xmin")))
     by_pid = {}
     for backend in backends:
         by_pid[backend["pid"]] = backend
@@ -332,16 +348,19 @@ def judge(rows, records, backends, caller_pid, database, cluster=None, os_proces
         key = (row["nl_nodeid"], row["nl_conncnt"])
         identity = own.get(key)
         backend = by_pid.get(row["nl_backendpid"])
-        took_other = None
-        # Only a row without a record of its own, or with a guessed one, needs the search.
-        if backend is not None and (not record_matches(row, identity) or identity.get("adopted")):
-            for other_cluster, other_key in takers.get((row["nl_backendpid"], backend["backend_start"]), ()):
-                if (other_cluster, other_key) != (cluster, key):
-                    took_other = "lock row (node %d, conncnt %d) of %s" % (
-                        other_key[0], other_key[1],
-                        cluster_label(other_cluster if other_cluster is not None else cluster))
-                    break
+        took_other = took_later = None
+        recorded = record_matches(row, identity) and not identity.get("adopted")
+        if backend is not None:
+            for other_cluster, other_key, other_xmin in takers.get((row["nl_backendpid"], backend["backend_start"]), ()):
+                if (other_cluster, other_key) == (cluster, key):
+                    continue
+                other = "lock row (node %d, conncnt %d) of %s" % (
+                    other_key[0], other_key[1], cluster_label(other_cluster if other_cluster is not None else cluster))
+                if not recorded:
+                    took_other = took_other or other
+                elif other_xmin is not None and xid_newer(other_xmin, identity["row_xmin"]):
+                    took_later = took_later or other
         verdict, reason = judge_row(row, identity, backend, caller_pid, database, took_other,
-                                    os_processes.get(row["nl_backendpid"]), role)
+                                    os_processes.get(row["nl_backendpid"]), role, took_later)
         judged.append((row, verdict, reason, adoptable(row, identity, backend, verdict)))
     return judged

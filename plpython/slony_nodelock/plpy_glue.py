@@ -91,6 +91,14 @@ def untrusted_text(plpy, expression, types=(), arguments=()):
     return None if raw is None else bytes(raw).decode("utf-8", "backslashreplace")
 
 
+def quote_identifier(name):
+    """name as a quoted SQL identifier, quoted in Python: plpy.quote_ident() hands back Python's
+    UTF-8 bytes as if they were in the database's encoding, which names another schema (LATIN1)
+    or fails inside Python and leaves PL/Python unusable (WIN1252); query text from Python is
+    converted properly."""
+    return '"%s"' % name.replace('"', '""')
+
+
 def fail(plpy, message, sqlstate):
     """Raise an ERROR that reads 'slony-nodelock: ' + message, in one line. PL/Python names an
     uncaught exception's class before its message ('plpy.Error: ...'), so the class raised is
@@ -105,7 +113,7 @@ def _plans(plpy, cache, cluster):
     tuple key, which no other SD entry uses)."""
     plans = cache.get(("plans", cluster))
     if plans is None:
-        table = "%s.sl_nodelock" % plpy.quote_ident(cluster)
+        table = "%s.sl_nodelock" % quote_identifier(cluster)
         me = plpy.execute("select pg_catalog.pg_backend_pid() as pid, d.oid from pg_catalog.pg_database d"
                           " where d.datname = pg_catalog.current_database()")[0]
         database = untrusted_text(plpy, "pg_catalog.current_database()::pg_catalog.text")
@@ -392,7 +400,7 @@ def terminate(plpy, cache, cluster, failed_node):
                      "does, so the kit's own termination runs for %s; set it to 'stock', or RESET it where it was set "
                      "(ALTER DATABASE or ALTER ROLE)" % (FAILOVER_SETTING, printable(setting), cluster_label(cluster)))
     if setting == "stock":
-        kill = plpy.prepare("select %s.killBackend($1, 'TERM')" % plpy.quote_ident(cluster), ["int4"])
+        kill = plpy.prepare("select %s.killBackend($1, 'TERM')" % quote_identifier(cluster), ["int4"])
         for row in locks:
             plpy.execute(kill, [row["nl_backendpid"]])
     elif len(locks) > 0:

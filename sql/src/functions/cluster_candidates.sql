@@ -7,27 +7,15 @@
 -- may in PostgreSQL 13 and 14's public schema), and a temporary schema never counts, whoever owns
 -- it. Clusters are found from Slony's own tables, never from cleanupnodelock(), so that a cluster
 -- whose function is gone is still checked.
--- fix: what makes a schema that Slony did make a cluster again.
-DO $drop_older$
-BEGIN
-    -- Releases up to 0.4.0 returned no fix column, and CREATE OR REPLACE cannot add one.
-    IF EXISTS (SELECT FROM pg_catalog.pg_proc p
-                WHERE p.oid = pg_catalog.to_regprocedure('slony_nodelock.cluster_candidates()')
-                  AND NOT 'fix' = ANY (p.proargnames)) THEN
-        DROP FUNCTION slony_nodelock.cluster_candidates();
-    END IF;
-END
-$drop_older$;
 CREATE OR REPLACE FUNCTION slony_nodelock.cluster_candidates()
-RETURNS TABLE (schema_name name, has_sl_node boolean, is_cluster boolean, why_not text, fix text)
+RETURNS TABLE (schema_name name, has_sl_node boolean, is_cluster boolean, why_not text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT n.nspname,
            t.sl_node_owner IS NOT NULL,
            s.why_not IS NULL,
-           s.why_not,
-           s.fix
+           s.why_not
       FROM pg_catalog.pg_namespace n
       JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner
       JOIN pg_catalog.pg_class l ON l.relnamespace OPERATOR(pg_catalog.=) n.oid
@@ -50,20 +38,15 @@ AS $fn$
                WHEN NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) t.sl_node_owner)
                    THEN pg_catalog.format('its sl_node is owned by %s, not a superuser', pg_catalog.pg_get_userbyid(t.sl_node_owner))
                WHEN t.creators IS NOT NULL THEN pg_catalog.format('%s may create objects in it, not only superusers', t.creators)
+               WHEN (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid OPERATOR(pg_catalog.=) l.oid AND NOT a.attisdropped
+                        AND a.attname OPERATOR(pg_catalog.=) ANY (ARRAY['nl_nodeid', 'nl_conncnt', 'nl_backendpid']::name[])
+                        AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.int4'::pg_catalog.regtype) OPERATOR(pg_catalog.<>) 3
+                   THEN 'its sl_nodelock lacks the int4 columns nl_nodeid, nl_conncnt and nl_backendpid of Slony-I 2.x'
                -- The kit's Python gets cluster names as text, so a name must convert to UTF-8,
                -- which only a SQL_ASCII database does not check (slonik takes any high byte).
-               WHEN NOT slony_nodelock.converts_to_utf8(n.nspname) THEN 'its name is not valid UTF-8, which the kit''s PL/Python needs (a SQL_ASCII database checks no name)'
-           END AS why_not,
-           CASE
-               WHEN t.sl_node_owner IS NULL THEN NULL
-               WHEN n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_' THEN 'use a schema of its own, not a temporary one'
-               WHEN NOT o.rolsuper THEN pg_catalog.format('ALTER SCHEMA %I OWNER TO a superuser', n.nspname)
-               WHEN NOT lo.rolsuper THEN pg_catalog.format('ALTER TABLE %I.sl_nodelock OWNER TO a superuser', n.nspname)
-               WHEN NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) t.sl_node_owner)
-                   THEN pg_catalog.format('ALTER TABLE %I.sl_node OWNER TO a superuser', n.nspname)
-               WHEN t.creators IS NOT NULL THEN pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM %s', n.nspname, t.creators)
-               WHEN NOT slony_nodelock.converts_to_utf8(n.nspname) THEN 'give the cluster a name that is valid UTF-8'
-           END AS fix) s
+               WHEN NOT slony_nodelock.converts_to_utf8(n.nspname) THEN 'its name does not convert to UTF-8 and back unchanged, which the kit''s PL/Python needs (a SQL_ASCII database checks no name)'
+           END AS why_not) s
      ORDER BY n.nspname
 $fn$;
 COMMENT ON FUNCTION slony_nodelock.cluster_candidates() IS 'slony-nodelock: schemas holding sl_nodelock, and whether each is a Slony cluster';

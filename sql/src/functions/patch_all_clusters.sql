@@ -10,10 +10,11 @@ DECLARE
     v_seen int4 := 0;
     v_changed int4 := 0;
 BEGIN
-    FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not, c.fix FROM slony_nodelock.cluster_candidates() c LOOP
+    FOR v_candidate IN SELECT c.schema_name, c.is_cluster, c.why_not FROM slony_nodelock.cluster_candidates() c LOOP
         IF NOT v_candidate.is_cluster THEN
-            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %, so Slony did not make it; if Slony did, % and run the script again',
-                pg_catalog.quote_ident(v_candidate.schema_name), v_candidate.why_not, v_candidate.fix;
+            -- No advice to hand it to a superuser: whatever its owner put in it would then run as one.
+            RAISE NOTICE 'slony-nodelock: skipped schema %: it holds an sl_nodelock table, but %, so the kit does not take it for a Slony cluster and leaves it alone',
+                pg_catalog.quote_ident(v_candidate.schema_name), v_candidate.why_not;
             CONTINUE;
         END IF;
         v_seen := v_seen + 1;

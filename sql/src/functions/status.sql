@@ -22,7 +22,7 @@ if p_cluster is not None:
     if not wanted:
         database = logic["untrusted_text"](plpy, "pg_catalog.current_database()::pg_catalog.text")
         logic["fail"](plpy, "no Slony cluster %s in database %s; the clusters here are listed by: select cluster from slony_nodelock.verify()"
-                      % (plpy.quote_ident(p_cluster), database if database is not None else "(its name is not valid text here)"), "42704")
+                      % (logic["quote_identifier"](p_cluster), database if database is not None else "(its name is not valid text here)"), "42704")
     clusters = wanted
 rows = []
 for cluster in clusters:
