@@ -1230,6 +1230,16 @@ AS $fn$
                   FROM pg_catalog.aclexplode(n.nspacl) a
                   LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
                  WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CREATE' AND NOT COALESCE(g.rolsuper, false)) AS creators) t
+     -- Slony's functions are the superuser's that ran slonik: the kit saves, calls and replaces them.
+     -- The kit's own there (its patched functions, its copies and keeper) are its concern: verify()
+     -- names a demoted installer, and keep_slony_functions() replaces a copy another role owns.
+     LEFT JOIN LATERAL (SELECT pg_catalog.quote_ident(p.proname) AS foreign_function, pg_catalog.quote_ident(r.rolname) AS foreign_owner
+                          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) p.proowner
+                         WHERE p.pronamespace OPERATOR(pg_catalog.=) n.oid AND NOT r.rolsuper
+                           AND NOT (p.proname OPERATOR(pg_catalog.=) ANY (ARRAY['slony_nodelock_slony_functions', 'slony_nodelock_keeper']::name[])
+                                    OR (p.proname OPERATOR(pg_catalog.=) ANY (ARRAY['cleanupnodelock', 'terminatenodeconnections']::name[])
+                                        AND p.prosrc OPERATOR(pg_catalog.~~) '# slony-nodelock %'))
+                         ORDER BY p.proname LIMIT 1) t2 ON true
      CROSS JOIN LATERAL (SELECT CASE
                WHEN t.sl_node_owner IS NULL THEN 'it has no sl_node table'
                WHEN n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_' THEN 'it is a temporary schema'
@@ -1238,6 +1248,7 @@ AS $fn$
                WHEN NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) t.sl_node_owner)
                    THEN pg_catalog.format('its sl_node is owned by %s, not a superuser', pg_catalog.pg_get_userbyid(t.sl_node_owner))
                WHEN t.creators IS NOT NULL THEN pg_catalog.format('%s may create objects in it, not only superusers', t.creators)
+               WHEN t2.foreign_function IS NOT NULL THEN pg_catalog.format('its function %s belongs to %s, not a superuser', t2.foreign_function, t2.foreign_owner)
                WHEN (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
                       WHERE a.attrelid OPERATOR(pg_catalog.=) l.oid AND NOT a.attisdropped
                         AND a.attname OPERATOR(pg_catalog.=) ANY (ARRAY['nl_nodeid', 'nl_conncnt', 'nl_backendpid']::name[])
@@ -1805,9 +1816,9 @@ BEGIN
     -- Records left behind while the triggers were missing or disabled: the same test as
     -- liveness.record_matches(), a record describes the row with its key, PID and xmin, or none.
     EXECUTE pg_catalog.format(
-        'DELETE FROM slony_nodelock.lock_identity i WHERE i.cluster_schema = %L AND NOT EXISTS '
-        '(SELECT FROM %s l WHERE l.nl_nodeid = i.nl_nodeid AND l.nl_conncnt = i.nl_conncnt '
-        'AND l.nl_backendpid = i.pid AND l.xmin = i.row_xmin)',
+        'DELETE FROM slony_nodelock.lock_identity i WHERE i.cluster_schema OPERATOR(pg_catalog.=) %L AND NOT EXISTS '
+        '(SELECT FROM %s l WHERE l.nl_nodeid OPERATOR(pg_catalog.=) i.nl_nodeid AND l.nl_conncnt OPERATOR(pg_catalog.=) i.nl_conncnt '
+        'AND l.nl_backendpid OPERATOR(pg_catalog.=) i.pid AND l.xmin OPERATOR(pg_catalog.=) i.row_xmin)',
         p_cluster, v_table);
     GET DIAGNOSTICS v_forgotten = ROW_COUNT;
     IF v_forgotten > 0 THEN
@@ -2195,11 +2206,28 @@ AS $fn$
 DECLARE
     v_xmin xid;
 BEGIN
+    -- Before NEW or OLD is read: it runs as a superuser, and reading a column of a type another
+    -- role chose (an enum with an implicit cast to int4 through its own function, say) would run
+    -- that role's code as one. So only Slony's own table: a superuser's, with Slony's int4 columns.
+    IF NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) c.relowner
+                      WHERE c.oid OPERATOR(pg_catalog.=) TG_RELID), false)
+       OR (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
+            WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND NOT a.attisdropped
+              AND a.attname OPERATOR(pg_catalog.=) ANY (ARRAY['nl_nodeid', 'nl_conncnt', 'nl_backendpid']::name[])
+              AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.int4'::pg_catalog.regtype) OPERATOR(pg_catalog.<>) 3 THEN
+        RAISE WARNING 'slony-nodelock: did not record who took a lock row of %: its sl_nodelock is no longer a superuser''s table with Slony''s int4 columns, so the kit reads nothing of it; the write went through; check the node with: select * from slony_nodelock.verify()',
+            pg_catalog.format('cluster "%s" (schema "%s")',
+    pg_catalog.replace(CASE WHEN TG_TABLE_SCHEMA LIKE '\_%' AND pg_catalog.length(TG_TABLE_SCHEMA) > 1
+                            THEN pg_catalog.substr(TG_TABLE_SCHEMA, 2) ELSE TG_TABLE_SCHEMA END, '"', '""'),
+    pg_catalog.replace(TG_TABLE_SCHEMA, '"', '""'));
+        RETURN NULL;
+    END IF;
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
         -- An updated row is a new row version that no record describes.
         DELETE FROM slony_nodelock.lock_identity i
-         WHERE i.cluster_schema = TG_TABLE_SCHEMA AND i.nl_nodeid = OLD.nl_nodeid AND i.nl_conncnt = OLD.nl_conncnt;
-    ELSIF NEW.nl_backendpid = pg_catalog.pg_backend_pid() THEN
+         WHERE i.cluster_schema OPERATOR(pg_catalog.=) TG_TABLE_SCHEMA AND i.nl_nodeid OPERATOR(pg_catalog.=) OLD.nl_nodeid
+           AND i.nl_conncnt OPERATOR(pg_catalog.=) OLD.nl_conncnt;
+    ELSIF NEW.nl_backendpid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() THEN
         -- Only our own backend's start time is known for sure; a row naming another PID gets none.
         -- A trigger's NEW has no system columns; an AFTER trigger sees the row it fired for.
         EXECUTE pg_catalog.format('SELECT l.xmin FROM %I.%I l WHERE l.nl_nodeid OPERATOR(pg_catalog.=) $1 '

@@ -703,3 +703,124 @@ def test_a_failover_setting_that_is_not_valid_euc_jp_gets_the_warning(lone_bed):
     [warning] = warnings
     assert warning.startswith("slony-nodelock: slony_nodelock.failover_terminate is '(a value that is not valid text "
                               "here)', which means nothing") and readable(warning), warning
+
+
+# -- cluster names that PL/Python's own quoting or PostgreSQL's conversions get wrong ---------------
+# (a second hostile review.) plpy.quote_ident() took the name as Python's UTF-8 bytes and handed
+# them back as if they were in the database's encoding: in LATIN1 "_café" became "_cafÃ©", a schema
+# that is not there; in WIN1252 "_Ágora" is UTF-8 0xC3 0x81, and 0x81 is no WIN1252 character, so
+# the conversion failed inside Python and the next PL/Python call of that backend crashed the server.
+# Made by a superuser in a database of locale C, as slonik makes one where the site's locale takes
+# the letter (Slony checks the name with [[:alpha:]]).
+
+from notices import no_process  # noqa: E402
+from test_install import gone_backend_pid  # noqa: E402
+
+SINGLE_BYTE_DB = "slony_sb"
+
+
+def psql_utf8(server: PostgresServer, dbname: str, path) -> tuple[int, str]:
+    """psql -X -v ON_ERROR_STOP=1 -f path in dbname, client_encoding UTF8: (exit code, output)."""
+    result = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d",
+                             server.conninfo(dbname=dbname, client_encoding="UTF8"), "-f", str(path)],
+                            capture_output=True, timeout=180, cwd="/")
+    return result.returncode, (result.stdout + result.stderr).decode("utf-8", "backslashreplace")
+
+
+@pytest.mark.parametrize("encoding, name", [("WIN1252", "Ágora"), ("LATIN1", "café")], ids=["win1252", "latin1"])
+def test_a_cluster_named_with_a_non_ascii_letter_in_a_single_byte_database(lone_bed, encoding, name):
+    server, schema = lone_bed.node(1), "_" + name
+    locks = sql.SQL("{}.sl_nodelock").format(sql.Identifier(schema))
+    server.query(sql.SQL("create database {} encoding {} lc_collate 'C' lc_ctype 'C' template template0")
+                 .format(sql.Identifier(SINGLE_BYTE_DB), sql.Literal(encoding)))
+    server.query("create role watcher; grant pg_monitor to watcher")
+    gone = gone_backend_pid(server)
+    label = f'cluster "{name}" (schema "{schema}")'
+    failover = (f"slony-nodelock: failover: did not signal the holder of the lock row (node 2, conncnt 0, pid {gone}) "
+                f"of {label}: ")
+
+    def connect(**extra) -> psycopg.Connection:
+        return server.connect(dbname=SINGLE_BYTE_DB, client_encoding="UTF8", **extra)
+
+    def rows(db: psycopg.Connection) -> list[tuple]:
+        return db.execute(sql.SQL("select nl_nodeid, nl_conncnt, nl_backendpid from {} order by 1").format(locks)).fetchall()
+
+    with CrashWatch(server), connect() as db, connect(application_name="slon.local_listen") as slon:
+        db.execute(sql.SQL(STOCK_LIKE).format(schema=sql.Identifier(schema)))
+        code, output = psql_utf8(server, SINGLE_BYTE_DB, INSTALL_SQL)
+        assert code == 0 and f"slony-nodelock: patched {label}" in output, output
+        # slon's local_listen takes node 1's lock, as slon does, and stays connected.
+        slon.execute(sql.SQL("insert into {} values (1, 0, pg_catalog.pg_backend_pid())").format(locks))
+        live = slon.info.backend_pid
+
+        def cleanup() -> None:
+            notices, _ = notices_and_result(db, sql.SQL("select {}.cleanupnodelock()").format(sql.Identifier(schema)))
+            assert notices == [removal(schema, 2, 0, gone, no_process(gone))], notices
+            assert rows(db) == [(1, 0, live)]
+
+        def status() -> None:
+            db.execute("set role watcher")
+            try:
+                got = db.execute("select cluster, node, pid, verdict from slony_nodelock.status()").fetchall()
+                assert got == [(schema, 1, live, "live"), (schema, 2, gone, "stale")], got
+            finally:
+                db.execute("reset role")
+
+        def terminate() -> None:
+            notices, _ = notices_and_result(db, sql.SQL("select {}.terminatenodeconnections(2)")
+                                            .format(sql.Identifier(schema)))
+            assert len(notices) == 1 and notices[0].startswith(failover) and no_process(gone) in notices[0], notices
+            assert rows(db) == [(1, 0, live)]
+
+        # A failed call does not end the sequence: the call after it in the same session crashed.
+        failed: list[str] = []
+        for step in (cleanup, cleanup, status, status, terminate):
+            try:
+                db.execute(sql.SQL("insert into {} values (2, 0, %s)").format(locks), (gone,))
+                step()
+            except psycopg.Error as error:
+                failed.append(f"{step.__name__}: {type(error).__name__}: {str(error).splitlines()[0]}")
+        assert failed == []
+        assert slon.execute("select pg_catalog.pg_backend_pid()").fetchone() == (live,)
+
+
+# "_c≒" as an EUC_JP database stores what a Shift_JIS client types as 0x8790: "≒" from NEC's row 13,
+# 0xADF0. PostgreSQL converts it to UTF-8 U+2252 and that back to JIS X 0208's 0xA2E2, so every
+# query the kit's Python sent would name another schema.
+NEC_ROW_13_SCHEMA = b"_c\xad\xf0"
+
+
+def test_an_euc_jp_cluster_whose_name_does_not_come_back_from_utf8_unchanged_is_skipped(lone_bed):
+    server = lone_bed.node(1)
+    server.query(sql.SQL("create database {} encoding 'EUC_JP' lc_collate 'C' lc_ctype 'C' template template0")
+                 .format(sql.Identifier(EUC_DB.decode())))
+    with connect_raw(server, EUC_DB, client_encoding="EUC_JP") as db:
+        db.execute(STOCK_LIKE.encode().replace(b"{schema}", b'"' + NEC_ROW_13_SCHEMA + b'"'))
+        db.execute(STOCK_LIKE.replace("{schema}", "_c1"))
+        # Its name to UTF-8 and back: another name.
+        assert db.execute("select pg_catalog.encode(pg_catalog.convert(pg_catalog.convert_to(nspname::pg_catalog.text,"
+                          " 'UTF8'), 'UTF8', 'EUC_JP'), 'hex') from pg_catalog.pg_namespace"
+                          " where pg_catalog.convert_to(nspname::pg_catalog.text, 'EUC_JP') = %s",
+                          (NEC_ROW_13_SCHEMA,)).fetchall() == [("5f63a2e2",)]
+
+    with CrashWatch(server):
+        code, output = psql_utf8(server, EUC_DB.decode(), INSTALL_SQL)
+
+    assert code == 0, output
+    assert 'slony-nodelock: patched cluster "c1" (schema "_c1")' in output, output
+    assert ('slony-nodelock: skipped schema "_c≒": it holds an sl_nodelock table, but its name does not convert to '
+            "UTF-8 and back unchanged, which the kit's PL/Python needs (a SQL_ASCII database checks no name), so the "
+            "kit does not take it for a Slony cluster and leaves it alone") in output, output
+    with CrashWatch(server), connect_raw(server, EUC_DB, client_encoding="UTF8") as db:
+        assert db.execute("select cluster, patched, problems from slony_nodelock.verify()").fetchall() == [
+            ("_c1", True, None)]
+        # Left as it was: stock Slony's function, which never converts the name.
+        assert db.execute("select l.lanname from pg_catalog.pg_proc p join pg_catalog.pg_language l on l.oid = p.prolang"
+                          " join pg_catalog.pg_namespace n on n.oid = p.pronamespace where p.proname = 'cleanupnodelock'"
+                          " and pg_catalog.convert_to(n.nspname::pg_catalog.text, 'EUC_JP') = %s",
+                          (NEC_ROW_13_SCHEMA,)).fetchall() == [("plpgsql",)]
+        gone = gone_backend_pid(server)
+        db.execute("insert into _c1.sl_nodelock values (1, 0, %s)", (gone,))
+        notices, _ = notices_and_result(db, "select _c1.cleanupnodelock()")
+        assert notices == [removal("_c1", 1, 0, gone, no_process(gone))], notices
+        assert db.execute("select pg_catalog.count(*) from _c1.sl_nodelock").fetchone() == (0,)

@@ -224,3 +224,29 @@ def test_install_gives_the_keeper_another_name_when_its_name_is_taken(server):
         conn.execute("set client_min_messages = error")  # not the keeper's WARNINGs, nor what CASCADE takes
         conn.execute("drop extension plpython3u cascade")
     assert server.query(STOCK_STATE, ("_c1",)) == stock
+
+
+def test_the_identity_trigger_reads_no_column_of_a_table_another_role_owns(server):
+    # Issue 19, part 2: the trigger runs as a superuser. A cluster table handed to another role
+    # (ALTER TABLE ... OWNER TO) lets that role retype nl_backendpid to an enum of its own with an
+    # implicit cast to int4 through its own function; the trigger's NEW.nl_backendpid = ... would
+    # then run that function as a superuser. Now it checks owner and column types first.
+    run(server, INSTALL_SQL)
+    server.query(f"alter table _c1.sl_nodelock owner to {MALLORY}; grant usage, create on schema _c1 to {MALLORY}")
+    with server.connect(user=MALLORY) as mallory:
+        mallory.execute(f"""
+            create type _c1.pid_alike as enum ('1', '2');
+            create function _c1.pid_to_int(_c1.pid_alike) returns int4 language plpgsql as $$
+            begin {ESCALATE} return 1; end $$;
+            create cast (_c1.pid_alike as int4) with function _c1.pid_to_int(_c1.pid_alike) as implicit;
+            alter table _c1.sl_nodelock alter column nl_backendpid type _c1.pid_alike using '1';
+        """)
+        warnings: list[str] = []
+        mallory.add_notice_handler(lambda d: warnings.append(d.message_primary))
+        mallory.execute("insert into _c1.sl_nodelock (nl_nodeid, nl_backendpid) values (1, '2')")
+
+    assert not is_superuser(server)
+    assert warnings == [
+        'slony-nodelock: did not record who took a lock row of cluster "c1" (schema "_c1"): its sl_nodelock is no '
+        "longer a superuser's table with Slony's int4 columns, so the kit reads nothing of it; the write went through; "
+        "check the node with: select * from slony_nodelock.verify()"], warnings

@@ -292,3 +292,123 @@ def test_kit_lets_a_slon_restarted_behind_a_realistic_session_pool_take_its_lock
     assert own_lock(bed) == held
     bed.cluster.assert_replicates(1, 2)
     assert slon.alive() and DUPLICATE_LOCK not in slon.log
+
+
+# -- a pooled backend handed to another client that carries the same name -------------------------
+# (a second hostile review.) Every remote slon names its listen connection to node 1
+# slon.node_1_listen, and every cluster's slon names its own local_listen alike: a session pooler
+# that hands a dead client's backend to such a client hands on a backend still carrying the name,
+# PID and start time recorded for the dead client's lock row. The row the backend took later is
+# the live one; the earlier one is stale.
+
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from slonybed import SlonyBed  # noqa: E402
+from test_install import add_stock_like_cluster  # noqa: E402
+
+
+@pytest.fixture
+def lone_bed() -> Iterator[SlonyBed]:
+    """One server, no Slony cluster built."""
+    with SlonyBed(nodes=1) as b:
+        yield b
+
+
+def pooled_client(pooler: PgBouncer, application_name: str, statement: sql.Composable, stack: ExitStack,
+                  params: tuple = (), expect_pid: int | None = None,
+                  notices: list[str] | None = None) -> tuple[psycopg.Connection, int]:
+    """A client of the pooler that names itself as slon does (store_application_name() runs SET
+    application_name) and runs statement (notices: where its NOTICEs go); stack closes it.
+    (client, its server backend's PID); expect_pid: the backend pgbouncer must have handed it."""
+    client = stack.enter_context(psycopg.connect(pooler.conninfo(), autocommit=True, connect_timeout=5))
+    client.execute("select pg_catalog.set_config('application_name', %s, false)", (application_name,))
+    pid = client.execute("select pg_catalog.pg_backend_pid()").fetchone()[0]
+    assert expect_pid in (None, pid), f"pgbouncer handed backend {pid}, not {expect_pid}: {pooler.servers()}"
+    if notices is not None:
+        client.add_notice_handler(lambda d: notices.append(d.message_primary))
+    client.execute(statement, params)
+    return client, pid
+
+
+def leave_pooled(pooler: PgBouncer, client: psycopg.Connection, pid: int) -> None:
+    """The client goes (its host died, say) and pgbouncer pools its backend, reset by DISCARD ALL;
+    only that backend is left in the pool, so the next client gets it."""
+    client.close()
+    pooler.keep_only(pid)
+
+
+def status_of(node, schema: str) -> list[tuple]:
+    return node.query("select node, conncnt, pid, verdict, reason from slony_nodelock.status(%s) order by 1, 2",
+                      (schema,))
+
+
+def test_failover_spares_a_pooled_backend_handed_on_to_another_nodes_listen_of_the_same_name(lone_bed):
+    bed, node = lone_bed, lone_bed.node(1)
+    bed.cluster.build()
+    assert PATCHED_BED in bed.install_fix(1)
+    pooler = start_pgbouncer(bed, 1)
+    schema = sql.Identifier(bed.cluster.schema)
+    register = sql.SQL("select {}.registerNodeConnection(%s)").format(schema)
+
+    with ExitStack() as stack:
+        # Node 2's slon's listen connection to node 1 registers, as slon does, and its host dies.
+        node2, pid = pooled_client(pooler, "slon.node_1_listen", register, stack, (2,))
+        leave_pooled(pooler, node2, pid)
+        # Node 3's slon opens its listen connection to node 1 and gets that backend.
+        node3, _ = pooled_client(pooler, "slon.node_1_listen", register, stack, (3,), expect_pid=pid)
+        [(c2,)] = node.query("select nl_conncnt from _bed.sl_nodelock where nl_nodeid = 2 and nl_backendpid = %s", (pid,))
+        [(c3,)] = node.query("select nl_conncnt from _bed.sl_nodelock where nl_nodeid = 3 and nl_backendpid = %s", (pid,))
+        [two, three] = status_of(node, "_bed")
+        reason = (f"pid {pid} is the client backend that took the lock, but it took the lock row (node 3, conncnt {c3}) "
+                  f'of cluster "bed" (schema "_bed") after it, and slon takes one lock per connection: the session '
+                  "that took this one has ended (a session pooler such as pgbouncer handed its server connection on)")
+        assert two == (2, c2, pid, "stale", reason), two
+        assert three[:4] == (3, c3, pid, "live"), three
+
+        # slonik's failover of node 2 runs terminateNodeConnections(2) on node 1.
+        notices: list[str] = []
+        with node.connect() as slonik:
+            slonik.add_notice_handler(lambda d: notices.append(d.message_primary))
+            slonik.execute(sql.SQL("select {}.terminatenodeconnections(2)").format(schema))
+
+        assert notices == [f"slony-nodelock: failover: did not signal the holder of the lock row (node 2, conncnt {c2}, "
+                           f'pid {pid}) of cluster "bed" (schema "_bed"): {reason}'], notices
+        assert node3.execute("select pg_catalog.pg_backend_pid()").fetchone() == (pid,)
+        assert [row[:4] for row in status_of(node, "_bed")] == [(3, c3, pid, "live")]
+
+
+def test_a_clusters_dead_local_listen_handed_to_another_clusters_local_listen_is_stale(lone_bed):
+    bed, node = lone_bed, lone_bed.node(1)
+    for schema in ("_a", "_b"):
+        add_stock_like_cluster(node, schema)
+    output = bed.install_fix(1)
+    assert 'patched cluster "a" (schema "_a")' in output and 'patched cluster "b" (schema "_b")' in output, output
+    pooler = start_pgbouncer(bed, 1)
+
+    def start_up(schema: str) -> sql.Composable:
+        """slon's local_listen start-up statement for node 1 of the cluster."""
+        return sql.SQL("select {0}.cleanupnodelock(); insert into {0}.sl_nodelock values (1, 0, pg_catalog.pg_backend_pid())"
+                       ).format(sql.Identifier(schema))
+
+    with ExitStack() as stack:
+        # Slon a's local_listen takes its lock and dies between two polls; slon b's gets the backend.
+        a, pid = pooled_client(pooler, "slon.local_listen", start_up("_a"), stack)
+        leave_pooled(pooler, a, pid)
+        b, _ = pooled_client(pooler, "slon.local_listen", start_up("_b"), stack, expect_pid=pid)
+        reason = (f"pid {pid} is the client backend that took the lock, but it took the lock row (node 1, conncnt 0) "
+                  'of cluster "b" (schema "_b") after it, and slon takes one lock per connection: the session '
+                  "that took this one has ended (a session pooler such as pgbouncer handed its server connection on)")
+        assert status_of(node, "_a") == [(1, 0, pid, "stale", reason)]
+        assert [row[:4] for row in status_of(node, "_b")] == [(1, 0, pid, "live")]
+
+        # Slon a starts again through the pooler: b holds the pool's backend, so it gets another
+        # (from the reserve pool), and its start-up removes the stale row and takes the lock.
+        notices: list[str] = []
+        _, new = pooled_client(pooler, "slon.local_listen", start_up("_a"), stack, notices=notices)
+        assert new != pid
+        assert notices == [removal("_a", 1, 0, pid, reason)], notices
+        assert [row[:4] for row in status_of(node, "_a")] == [(1, 0, new, "live")]
+        assert b.execute("select pg_catalog.pg_backend_pid()").fetchone() == (pid,)
+        assert [row[:4] for row in status_of(node, "_b")] == [(1, 0, pid, "live")]

@@ -30,6 +30,16 @@ AS $fn$
                   FROM pg_catalog.aclexplode(n.nspacl) a
                   LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
                  WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CREATE' AND NOT COALESCE(g.rolsuper, false)) AS creators) t
+     -- Slony's functions are the superuser's that ran slonik: the kit saves, calls and replaces them.
+     -- The kit's own there (its patched functions, its copies and keeper) are its concern: verify()
+     -- names a demoted installer, and keep_slony_functions() replaces a copy another role owns.
+     LEFT JOIN LATERAL (SELECT pg_catalog.quote_ident(p.proname) AS foreign_function, pg_catalog.quote_ident(r.rolname) AS foreign_owner
+                          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) p.proowner
+                         WHERE p.pronamespace OPERATOR(pg_catalog.=) n.oid AND NOT r.rolsuper
+                           AND NOT (p.proname OPERATOR(pg_catalog.=) ANY (ARRAY['slony_nodelock_slony_functions', 'slony_nodelock_keeper']::name[])
+                                    OR (p.proname OPERATOR(pg_catalog.=) ANY (ARRAY['cleanupnodelock', 'terminatenodeconnections']::name[])
+                                        AND p.prosrc OPERATOR(pg_catalog.~~) '# slony-nodelock %'))
+                         ORDER BY p.proname LIMIT 1) t2 ON true
      CROSS JOIN LATERAL (SELECT CASE
                WHEN t.sl_node_owner IS NULL THEN 'it has no sl_node table'
                WHEN n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_' THEN 'it is a temporary schema'
@@ -38,6 +48,7 @@ AS $fn$
                WHEN NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) t.sl_node_owner)
                    THEN pg_catalog.format('its sl_node is owned by %s, not a superuser', pg_catalog.pg_get_userbyid(t.sl_node_owner))
                WHEN t.creators IS NOT NULL THEN pg_catalog.format('%s may create objects in it, not only superusers', t.creators)
+               WHEN t2.foreign_function IS NOT NULL THEN pg_catalog.format('its function %s belongs to %s, not a superuser', t2.foreign_function, t2.foreign_owner)
                WHEN (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
                       WHERE a.attrelid OPERATOR(pg_catalog.=) l.oid AND NOT a.attisdropped
                         AND a.attname OPERATOR(pg_catalog.=) ANY (ARRAY['nl_nodeid', 'nl_conncnt', 'nl_backendpid']::name[])

@@ -108,9 +108,9 @@ BEGIN
     -- Records left behind while the triggers were missing or disabled: the same test as
     -- liveness.record_matches(), a record describes the row with its key, PID and xmin, or none.
     EXECUTE pg_catalog.format(
-        'DELETE FROM slony_nodelock.lock_identity i WHERE i.cluster_schema = %L AND NOT EXISTS '
-        '(SELECT FROM %s l WHERE l.nl_nodeid = i.nl_nodeid AND l.nl_conncnt = i.nl_conncnt '
-        'AND l.nl_backendpid = i.pid AND l.xmin = i.row_xmin)',
+        'DELETE FROM slony_nodelock.lock_identity i WHERE i.cluster_schema OPERATOR(pg_catalog.=) %L AND NOT EXISTS '
+        '(SELECT FROM %s l WHERE l.nl_nodeid OPERATOR(pg_catalog.=) i.nl_nodeid AND l.nl_conncnt OPERATOR(pg_catalog.=) i.nl_conncnt '
+        'AND l.nl_backendpid OPERATOR(pg_catalog.=) i.pid AND l.xmin OPERATOR(pg_catalog.=) i.row_xmin)',
         p_cluster, v_table);
     GET DIAGNOSTICS v_forgotten = ROW_COUNT;
     IF v_forgotten > 0 THEN

@@ -10,11 +10,25 @@ AS $fn$
 DECLARE
     v_xmin xid;
 BEGIN
+    -- Before NEW or OLD is read: it runs as a superuser, and reading a column of a type another
+    -- role chose (an enum with an implicit cast to int4 through its own function, say) would run
+    -- that role's code as one. So only Slony's own table: a superuser's, with Slony's int4 columns.
+    IF NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) c.relowner
+                      WHERE c.oid OPERATOR(pg_catalog.=) TG_RELID), false)
+       OR (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
+            WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND NOT a.attisdropped
+              AND a.attname OPERATOR(pg_catalog.=) ANY (ARRAY['nl_nodeid', 'nl_conncnt', 'nl_backendpid']::name[])
+              AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.int4'::pg_catalog.regtype) OPERATOR(pg_catalog.<>) 3 THEN
+        RAISE WARNING 'slony-nodelock: did not record who took a lock row of %: its sl_nodelock is no longer a superuser''s table with Slony''s int4 columns, so the kit reads nothing of it; the write went through; check the node with: select * from slony_nodelock.verify()',
+            @cluster_label(TG_TABLE_SCHEMA)@;
+        RETURN NULL;
+    END IF;
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
         -- An updated row is a new row version that no record describes.
         DELETE FROM slony_nodelock.lock_identity i
-         WHERE i.cluster_schema = TG_TABLE_SCHEMA AND i.nl_nodeid = OLD.nl_nodeid AND i.nl_conncnt = OLD.nl_conncnt;
-    ELSIF NEW.nl_backendpid = pg_catalog.pg_backend_pid() THEN
+         WHERE i.cluster_schema OPERATOR(pg_catalog.=) TG_TABLE_SCHEMA AND i.nl_nodeid OPERATOR(pg_catalog.=) OLD.nl_nodeid
+           AND i.nl_conncnt OPERATOR(pg_catalog.=) OLD.nl_conncnt;
+    ELSIF NEW.nl_backendpid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() THEN
         -- Only our own backend's start time is known for sure; a row naming another PID gets none.
         -- A trigger's NEW has no system columns; an AFTER trigger sees the row it fired for.
         EXECUTE pg_catalog.format('SELECT l.xmin FROM %I.%I l WHERE l.nl_nodeid OPERATOR(pg_catalog.=) $1 '
