@@ -140,7 +140,7 @@ BEGIN
     IF NOT v_exclusive AND pg_catalog.to_regclass('slony_nodelock.migration') IS NOT NULL THEN
         -- Dynamic: on a fresh database the table does not exist, and the query cannot be planned.
         EXECUTE 'SELECT COALESCE(pg_catalog.max(m.version), 0) < $1 FROM slony_nodelock.migration m'
-           INTO v_exclusive USING 4;
+           INTO v_exclusive USING 5;
     END IF;
     v_mode := CASE WHEN v_exclusive THEN 'ACCESS EXCLUSIVE' ELSE 'SHARE ROW EXCLUSIVE' END;
     v_tables := ARRAY(SELECT c.oid::pg_catalog.regclass
@@ -229,11 +229,11 @@ DECLARE
     v_newest int4 := (SELECT pg_catalog.max(version) FROM slony_nodelock.migration);
     v_installed text;
 BEGIN
-    IF v_newest > 4 THEN
+    IF v_newest > 5 THEN
         IF pg_catalog.to_regprocedure('slony_nodelock.version()') IS NOT NULL THEN
             EXECUTE 'SELECT slony_nodelock.version()' INTO v_installed;
         END IF;
-        RAISE EXCEPTION 'slony-nodelock: database % holds migration % (installed release: %), newer than this script, release 0.4.0, whose newest migration is 4; nothing changed. Install with the install.sql of release % or later; to go back to 0.4.0, run that release''s uninstall.sql first',
+        RAISE EXCEPTION 'slony-nodelock: database % holds migration % (installed release: %), newer than this script, release 0.4.0, whose newest migration is 5; nothing changed. Install with the install.sql of release % or later; to go back to 0.4.0, run that release''s uninstall.sql first',
             pg_catalog.quote_ident(pg_catalog.current_database()), v_newest, COALESCE(v_installed, 'unknown'), COALESCE(v_installed, 'unknown');
     END IF;
 END
@@ -352,6 +352,16 @@ $slony_nodelock_migration$-- slony-nodelock migration 0004 (release 0.5.0): reco
 -- with is no longer the session that took it. Records made by earlier releases have none.
 ALTER TABLE slony_nodelock.lock_identity ADD COLUMN application_name text;
 COMMENT ON COLUMN slony_nodelock.lock_identity.application_name IS 'application_name of the backend when it took the row';
+$slony_nodelock_migration$) AS migrated \gset
+SELECT pg_temp.slony_nodelock_migrate(5, '0005_no_public_reads', '0.5.0', 'f34c64dfd92e284073c418bdee7ef592cd15892015f612ad5daa8fce5ff2f4b1',
+$slony_nodelock_migration$-- slony-nodelock migration 0005 (release 0.5.0): PUBLIC reads none of the kit's tables. Never
+-- edit once released; add a new step instead.
+
+-- Release 0.1.0 let every role read lock_identity; nothing in it is for them (status(), for
+-- pg_monitor, is the reader), and reading lets any role LOCK it IN ACCESS SHARE MODE, which holds
+-- up every upgrade and uninstall for as long as it likes. The cleanups read it as slon does: as
+-- a superuser.
+REVOKE SELECT ON slony_nodelock.lock_identity FROM PUBLIC;
 $slony_nodelock_migration$) AS migrated \gset
 
 -- The Python of slony-nodelock, the one copy in the catalog: the liveness decision and its
@@ -906,7 +916,8 @@ def _records(plpy, plans, cluster, pids):
     try:
         return plpy.execute(_prepared(plpy, plans, "records", RECORDS, ["int4[]", "name"]), [pids, cluster])
     except (plpy.spiexceptions.UndefinedTable, plpy.spiexceptions.InvalidSchemaName,
-            plpy.spiexceptions.UndefinedColumn, plpy.spiexceptions.UndefinedFunction) as missing:
+            plpy.spiexceptions.UndefinedColumn, plpy.spiexceptions.UndefinedFunction,
+            plpy.spiexceptions.InsufficientPrivilege) as missing:
         plans.pop("records", None)
         database = plans["database"]
         # install.sql recreates a function, or the whole schema; a table its migrations are

@@ -78,7 +78,7 @@ BEGIN
     IF NOT v_exclusive AND pg_catalog.to_regclass('slony_nodelock.migration') IS NOT NULL THEN
         -- Dynamic: on a fresh database the table does not exist, and the query cannot be planned.
         EXECUTE 'SELECT COALESCE(pg_catalog.max(m.version), 0) < $1 FROM slony_nodelock.migration m'
-           INTO v_exclusive USING 4;
+           INTO v_exclusive USING 5;
     END IF;
     v_mode := CASE WHEN v_exclusive THEN 'ACCESS EXCLUSIVE' ELSE 'SHARE ROW EXCLUSIVE' END;
     v_tables := ARRAY(SELECT c.oid::pg_catalog.regclass

@@ -107,3 +107,20 @@ def test_a_grant_or_an_object_of_another_role_in_the_kits_schema_is_named_by_ver
     server.query("drop trigger extra on slony_nodelock.migration")
     assert server.psql_file(INSTALL_SQL).returncode == 0
     assert server.query("select slony_nodelock.assert_ok()") == [(1,)]
+
+
+def test_no_role_but_a_superuser_reads_or_locks_the_kits_tables(server):  # noqa: F811
+    # Issue 19, part 4 (in part): reading lock_identity let any role LOCK it IN ACCESS SHARE MODE
+    # for as long as it liked, holding up every upgrade and uninstall.
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    server.query("create role app login")
+    with server.connect(user="app") as app:
+        for statement in ("select * from slony_nodelock.lock_identity",
+                          "begin; lock slony_nodelock.lock_identity in access share mode"):
+            with pytest.raises(Exception, match="permission denied for table lock_identity"):
+                app.execute(statement)
+            app.rollback()
+    # The kit's checks stay open to monitoring.
+    with server.connect(user="app") as app:
+        assert app.execute("select slony_nodelock.assert_ok()").fetchall() == [(1,)]

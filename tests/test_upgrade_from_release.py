@@ -106,7 +106,7 @@ def test_todays_install_over_release_0_2_0_repatches_a_live_cluster_and_uninstal
             ("_bed", True, True, LOGIC_VERSION, True, True, None)]
         assert node.query("select slony_nodelock.assert_ok()") == [(1,)]
         assert node.query("select slony_nodelock.version()") == [(CURRENT_RELEASE,)]
-        assert node.query("select version from slony_nodelock.migration order by 1") == [(1,), (2,), (3,), (4,)]
+        assert node.query("select version from slony_nodelock.migration order by 1") == [(1,), (2,), (3,), (4,), (5,)]
         # 0.2.0's trigger also re-patched on CREATE TABLE, which raced pg_restore.
         assert node.query("select evttags from pg_catalog.pg_event_trigger "
                           "where evtname = 'slony_nodelock_repatch'") == [(["CREATE FUNCTION", "COMMENT"],)]

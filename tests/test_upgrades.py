@@ -197,22 +197,22 @@ def test_the_migration_chain_keeps_data_and_refuses_what_it_does_not_know(one_no
 
     one_node.install_fix(1)
 
-    assert server.query("select version from slony_nodelock.migration order by 1") == [(1,), (2,), (3,), (4,)]
+    assert server.query("select version from slony_nodelock.migration order by 1") == [(1,), (2,), (3,), (4,), (5,)]
     assert server.query("select prosrc from slony_nodelock.stock_function where cluster_schema = '_kept'") == [
         ("begin end",)]
     assert server.query("select pid from slony_nodelock.lock_identity where cluster_schema = '_kept'") == [(4242,)]
     all_ok(server)
 
-    server.query("insert into slony_nodelock.migration (version, name, script_sha256) values (5, '0005_future', 'x')")
+    server.query("insert into slony_nodelock.migration (version, name, script_sha256) values (6, '0006_future', 'x')")
     before = fingerprint(server)
     assert_refused(server, server.psql_file(INSTALL_SQL),
-                   f"ERROR:  slony-nodelock: database slony_test holds migration 5 (installed release: {__version__}), "
-                   f"newer than this script, release {__version__}, whose newest migration is 4; nothing changed. "
+                   f"ERROR:  slony-nodelock: database slony_test holds migration 6 (installed release: {__version__}), "
+                   f"newer than this script, release {__version__}, whose newest migration is 5; nothing changed. "
                    f"Install with the install.sql of release {__version__} or later; to go back to {__version__}, "
                    "run that release's uninstall.sql first")
     assert fingerprint(server) == before
 
-    server.query("delete from slony_nodelock.migration where version = 5;"
+    server.query("delete from slony_nodelock.migration where version = 6;"
                  "update slony_nodelock.migration set script_sha256 = 'edited' where version = 1")
     first = hashlib.sha256((REPO / "migrations" / "0001_identity_and_saved_functions.sql").read_bytes()).hexdigest()
     assert_refused(server, server.psql_file(INSTALL_SQL),

@@ -176,7 +176,8 @@ def _records(plpy, plans, cluster, pids):
     try:
         return plpy.execute(_prepared(plpy, plans, "records", RECORDS, ["int4[]", "name"]), [pids, cluster])
     except (plpy.spiexceptions.UndefinedTable, plpy.spiexceptions.InvalidSchemaName,
-            plpy.spiexceptions.UndefinedColumn, plpy.spiexceptions.UndefinedFunction) as missing:
+            plpy.spiexceptions.UndefinedColumn, plpy.spiexceptions.UndefinedFunction,
+            plpy.spiexceptions.InsufficientPrivilege) as missing:
         plans.pop("records", None)
         database = plans["database"]
         # install.sql recreates a function, or the whole schema; a table its migrations are
