@@ -83,10 +83,12 @@ $guard$;
 -- is not free in time fails the script in one line naming who holds it (the same block opens
 -- install.sql and uninstall.sql; false tells them apart).
 --
--- First, one install or uninstall at a time in a database: a second waits here, then finds the
--- kit installed; without it, two first installs collide on CREATE EXTENSION and CREATE SCHEMA.
+-- One install or uninstall at a time in a database: each locks the kit's registry of migrations,
+-- slony_nodelock.migration, in a mode that conflicts with itself (no role but a superuser may lock
+-- it: an advisory lock, which any role can take, would let any role hold the kit up). A first
+-- install, with no registry yet, waits for another one at CREATE SCHEMA instead (bootstrap.sql).
 --
--- Then Slony's tables, all at once (see the loop below): each
+-- With it, Slony's tables, all at once (see the loop below): each
 -- cluster's sl_nodelock (a schema owned by a superuser holding sl_node and sl_nodelock, as
 -- cluster_candidates() rules; from pg_catalog, since our functions may not exist yet; a look-alike
 -- is not locked, or its owner, who need not be a superuser, could hold the install up) and any
@@ -105,7 +107,6 @@ $guard$;
 DO $locks$
 DECLARE
     v_uninstall constant boolean := false;
-    v_key constant int8 := pg_catalog.hashtext('slony_nodelock install');
     v_db constant oid := (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database());
     v_exclusive boolean;
     v_mode text;
@@ -114,19 +115,6 @@ DECLARE
     v_table pg_catalog.regclass;
     v_deadline timestamptz;
 BEGIN
-    BEGIN
-        PERFORM pg_catalog.pg_advisory_xact_lock(v_key);
-    EXCEPTION WHEN lock_not_available THEN
-        SELECT pg_catalog.array_agg(DISTINCT l.pid ORDER BY l.pid) INTO v_holders
-          FROM pg_catalog.pg_locks l
-         WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
-           AND l.database = v_db AND l.classid = ((v_key >> 32) & 4294967295)::oid AND l.objid = (v_key & 4294967295)::oid AND l.objsubid = 1;
-        RAISE EXCEPTION 'slony-nodelock: another install or uninstall of slony-nodelock is running in database % (%); waited %; nothing changed; run the script again when it has finished',
-            pg_catalog.current_database(),
-            CASE pg_catalog.cardinality(v_holders) WHEN 0 THEN 'it has just finished' WHEN 1 THEN 'pid ' || v_holders[1]
-                 ELSE 'pids ' || pg_catalog.array_to_string(v_holders, ', ') END,
-            pg_catalog.current_setting('lock_timeout');
-    END;
     -- Nothing to uninstall: nothing to lock (uninstall.sql says so).
     IF v_uninstall AND pg_catalog.to_regnamespace('slony_nodelock') IS NULL THEN
         RETURN;
@@ -154,7 +142,7 @@ BEGIN
                                                                AND s.relname = 'sl_node' AND s.relkind = 'r'))
                                     OR EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid
                                                   AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate'))))
-                              OR (v_exclusive AND n.nspname = 'slony_nodelock'))
+                              OR (n.nspname = 'slony_nodelock' AND (v_exclusive OR c.relname = 'migration')))
                        ORDER BY n.nspname = 'slony_nodelock', n.nspname, c.relname);
     -- All or nothing, never one held while waiting for another: a slon cleanup of one cluster also
     -- reads the other clusters' sl_nodelock (record_is_current()), in its own order, so waiting on
@@ -180,14 +168,18 @@ BEGIN
           FROM (SELECT DISTINCT
                        CASE WHEN l.pid IS NULL
                             THEN pg_catalog.format('prepared transaction %L (end it with COMMIT PREPARED or ROLLBACK PREPARED)', p.gid)
-                            ELSE pg_catalog.format('pid %s (%s, %s)', l.pid,
+                            ELSE pg_catalog.format('pid %s (%s%s, %s)', l.pid,
                                      CASE WHEN a.application_name <> '' THEN a.application_name
                                           ELSE COALESCE(a.backend_type, 'a process') || ' with no application_name' END,
+                                     -- Whoever can hold the kit up without being a superuser is to be told.
+                                     CASE WHEN NOT r.rolsuper THEN pg_catalog.format(', role %s, which is not a superuser', pg_catalog.quote_ident(r.rolname))
+                                          ELSE '' END,
                                      CASE WHEN NOT l.granted THEN 'waiting for it too'
                                           ELSE 'in transaction since '
                                                || COALESCE(pg_catalog.date_trunc('second', a.xact_start)::text, 'an unknown time') END) END AS who
                   FROM pg_catalog.pg_locks l
                   LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+                  LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
                   LEFT JOIN pg_catalog.pg_prepared_xacts p
                          ON l.pid IS NULL AND p.transaction::text = pg_catalog.split_part(l.virtualtransaction, '/', 2)
                  WHERE l.locktype = 'relation' AND l.database = v_db AND l.relation = v_table
@@ -203,15 +195,60 @@ $locks$;
 -- The schema, and the registry of applied migrations that decides which steps below still run.
 -- IF NOT EXISTS is how a re-run stays harmless; its "already exists, skipping" is noise here.
 SET LOCAL client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS plpython3u;
--- Made here, or found as the guard checked it (superusers' only): never taken over from another role.
+-- Made here, or found as the guard checked it (superusers' only): never taken over from another
+-- role. Two first installs at once: the second waits here for the first to commit, then finds the
+-- schema, checks it as the guard would, and waits for the registry's lock (see locks.sql).
 DO $schema$
+DECLARE
+    v_problem text;
 BEGIN
     IF pg_catalog.to_regnamespace('slony_nodelock') IS NULL THEN
-        CREATE SCHEMA slony_nodelock;
+        BEGIN
+            CREATE SCHEMA slony_nodelock;
+        EXCEPTION WHEN duplicate_schema OR unique_violation THEN
+            v_problem := (SELECT COALESCE(
+    (SELECT pg_catalog.format('the schema slony_nodelock belongs to %s, who is not a superuser', pg_catalog.quote_ident(r.rolname))
+       FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+      WHERE n.oid OPERATOR(pg_catalog.=) k.oid AND NOT r.rolsuper),
+    (SELECT pg_catalog.format('%s may create objects in the schema slony_nodelock',
+                pg_catalog.string_agg(CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(g.rolname) END, ', '))
+       FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
+       LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+      WHERE n.oid OPERATOR(pg_catalog.=) k.oid AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE' AND NOT COALESCE(g.rolsuper, false)
+     HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0),
+    (SELECT pg_catalog.format('%s slony_nodelock.%s belongs to %s, who is not a superuser', o.kind, pg_catalog.quote_ident(o.name),
+                              pg_catalog.quote_ident(r.rolname))
+       FROM (SELECT 'relation' AS kind, c.relname AS name, c.relowner AS owner FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'function', p.proname, p.proowner FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'type', t.typname, t.typowner FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'operator', o.oprname, o.oprowner FROM pg_catalog.pg_operator o WHERE o.oprnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'operator class', c.opcname, c.opcowner FROM pg_catalog.pg_opclass c WHERE c.opcnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'operator family', f.opfname, f.opfowner FROM pg_catalog.pg_opfamily f WHERE f.opfnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'collation', c.collname, c.collowner FROM pg_catalog.pg_collation c WHERE c.collnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'conversion', c.conname, c.conowner FROM pg_catalog.pg_conversion c WHERE c.connamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'text search configuration', c.cfgname, c.cfgowner FROM pg_catalog.pg_ts_config c WHERE c.cfgnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'text search dictionary', d.dictname, d.dictowner FROM pg_catalog.pg_ts_dict d WHERE d.dictnamespace OPERATOR(pg_catalog.=) k.oid
+             UNION ALL SELECT 'statistics object', s.stxname, s.stxowner FROM pg_catalog.pg_statistic_ext s WHERE s.stxnamespace OPERATOR(pg_catalog.=) k.oid) o
+       JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) o.owner
+      WHERE NOT r.rolsuper ORDER BY o.kind, o.name LIMIT 1),
+    (SELECT pg_catalog.format('%s %s on slony_nodelock.%s was not made by the kit', x.kind, pg_catalog.quote_ident(x.name), pg_catalog.quote_ident(c.relname))
+       FROM (SELECT 'trigger' AS kind, t.tgname AS name, t.tgrelid AS rel FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal
+             UNION ALL SELECT 'rule', w.rulename, w.ev_class FROM pg_catalog.pg_rewrite w
+             UNION ALL SELECT 'policy', p.polname, p.polrelid FROM pg_catalog.pg_policy p) x
+       JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) x.rel
+      WHERE c.relnamespace OPERATOR(pg_catalog.=) k.oid ORDER BY x.kind, x.name LIMIT 1))
+   FROM (SELECT pg_catalog.to_regnamespace('slony_nodelock')::pg_catalog.oid AS oid) k);
+            IF v_problem IS NOT NULL THEN
+                RAISE EXCEPTION 'slony-nodelock: %, made while this script ran; nothing changed. The kit runs what that schema holds as a superuser, so only superusers may own or change anything in it: find out who did; to start afresh, drop it as a superuser (DROP SCHEMA slony_nodelock CASCADE) and run the script again', v_problem;
+            END IF;
+            IF pg_catalog.to_regclass('slony_nodelock.migration') IS NOT NULL THEN
+                LOCK TABLE slony_nodelock.migration IN SHARE ROW EXCLUSIVE MODE;
+            END IF;
+        END;
     END IF;
 END
 $schema$;
+CREATE EXTENSION IF NOT EXISTS plpython3u;
 COMMENT ON SCHEMA slony_nodelock IS 'slony-nodelock: a cleanupNodelock() for Slony-I that is not fooled by PID reuse';
 GRANT USAGE ON SCHEMA slony_nodelock TO PUBLIC;
 

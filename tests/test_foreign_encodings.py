@@ -776,6 +776,7 @@ def test_a_cluster_named_with_a_non_ascii_letter_in_a_single_byte_database(lone_
         failed: list[str] = []
         for step in (cleanup, cleanup, status, status, terminate):
             try:
+                db.execute(sql.SQL("delete from {} where nl_nodeid = 2").format(locks))
                 db.execute(sql.SQL("insert into {} values (2, 0, %s)").format(locks), (gone,))
                 step()
             except psycopg.Error as error:

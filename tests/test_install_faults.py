@@ -15,7 +15,7 @@ HOOK_LOCK = 7007
 HOOK = f"SELECT pg_catalog.pg_advisory_xact_lock({HOOK_LOCK});  -- the test's hook\n"
 # Where the script is stopped: before the line that starts with each of these.
 POINTS = {
-    "plpython3u created": "CREATE SCHEMA IF NOT EXISTS slony_nodelock;",
+    "plpython3u created": "COMMENT ON SCHEMA slony_nodelock IS",
     "migrations applied": "CREATE OR REPLACE FUNCTION slony_nodelock.logic_source()",
     "event triggers created": "SELECT slony_nodelock.patch_all_clusters() AS patched",
     "clusters patched": "COMMIT;",

@@ -23,7 +23,6 @@ PSQL_DEADLINE = 30
 # What the scripts are given in these tests, and about what they then take at most.
 LOCK_TIMEOUT = "1s"
 WITHIN = 15
-INSTALL_LOCK = "pg_catalog.hashtext('slony_nodelock install')"
 AGAIN = "nothing changed; run the script again when it is free, or give it longer: psql -v lock_timeout=60s ..."
 
 
@@ -151,24 +150,55 @@ def test_uninstall_gives_up_on_a_held_sl_nodelock_naming_every_holder_and_keeps_
 
 
 def test_a_running_install_makes_another_give_up_in_one_line(server):
+    # Installs and uninstalls take turns on the kit's registry, which no role but a superuser may
+    # lock (an advisory lock, which any role can take, once served).
     add_stock_like_cluster(server, "_c")
+    result, _ = run_script(server, INSTALL_SQL)
+    assert result.returncode == 0, result.stderr
     before = fingerprint(server)
-    with holding(server, f"select pg_catalog.pg_advisory_xact_lock({INSTALL_LOCK})", "psql") as installer:
+    with holding(server, "lock table slony_nodelock.migration in share row exclusive mode", "psql") as installer:
         for script in (INSTALL_SQL, UNINSTALL_SQL):
             result, seconds = run_script(server, script)
 
             assert the_one_error(result) == (
-                "slony-nodelock: another install or uninstall of slony-nodelock is running in database slony_test "
-                f"(pid {installer.pid}); waited 1s; nothing changed; run the script again when it has finished")
+                f"slony-nodelock: waited 1s for a lock on slony_nodelock.migration, held by {installer.described()}; {AGAIN}")
             assert seconds < WITHIN
         # Without -v lock_timeout, the wait is 10 seconds.
         result, seconds = run_script(server, INSTALL_SQL, lock_timeout=None)
-        assert "; waited 10s; nothing changed;" in the_one_error(result)
+        assert "slony-nodelock: waited 10s for a lock on slony_nodelock.migration" in the_one_error(result)
         assert 10 <= seconds < 10 + WITHIN
         assert fingerprint(server) == before
 
     result, _ = run_script(server, INSTALL_SQL)
     assert result.returncode == 0, result.stderr
+    assert kit_installed(server)
+
+
+def test_no_role_but_a_superuser_can_hold_the_kit_up_and_one_that_can_is_named(server):
+    add_stock_like_cluster(server, "_c")
+    result, _ = run_script(server, INSTALL_SQL)
+    assert result.returncode == 0, result.stderr
+    server.query("create role app login")
+    with server.connect(user="app") as app:
+        for statement in ("select pg_catalog.pg_advisory_lock(pg_catalog.hashtext('slony_nodelock install'))",
+                          "begin; lock table slony_nodelock.migration in access share mode"):
+            try:
+                app.execute(statement)
+            except Exception as refused:
+                assert "permission denied" in str(refused)
+            app.rollback()
+        # The advisory lock it took holds nothing up any more.
+        result, _ = run_script(server, INSTALL_SQL)
+        assert result.returncode == 0, result.stderr
+    # A lock that Slony's own grants let a role take (here, reading the cluster's table) still holds
+    # an uninstall up: the message says that role is no superuser.
+    server.query("grant usage on schema _c to app; grant select on _c.sl_nodelock to app")
+    with server.connect(user="app", application_name="app-reader") as app:
+        app.execute("begin; lock table _c.sl_nodelock in access share mode")
+        result, _ = run_script(server, UNINSTALL_SQL)
+        error = the_one_error(result)
+        assert error.startswith(f"slony-nodelock: waited 1s for a lock on _c.sl_nodelock, held by pid {app.info.backend_pid} "
+                                "(app-reader, role app, which is not a superuser, in transaction since "), error
     assert kit_installed(server)
 
 

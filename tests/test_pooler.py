@@ -360,12 +360,7 @@ def test_failover_spares_a_pooled_backend_handed_on_to_another_nodes_listen_of_t
         node3, _ = pooled_client(pooler, "slon.node_1_listen", register, stack, (3,), expect_pid=pid)
         [(c2,)] = node.query("select nl_conncnt from _bed.sl_nodelock where nl_nodeid = 2 and nl_backendpid = %s", (pid,))
         [(c3,)] = node.query("select nl_conncnt from _bed.sl_nodelock where nl_nodeid = 3 and nl_backendpid = %s", (pid,))
-        [two, three] = status_of(node, "_bed")
-        reason = (f"pid {pid} is the client backend that took the lock, but it took the lock row (node 3, conncnt {c3}) "
-                  f'of cluster "bed" (schema "_bed") after it, and slon takes one lock per connection: the session '
-                  "that took this one has ended (a session pooler such as pgbouncer handed its server connection on)")
-        assert two == (2, c2, pid, "stale", reason), two
-        assert three[:4] == (3, c3, pid, "live"), three
+        before = status_of(node, "_bed")
 
         # slonik's failover of node 2 runs terminateNodeConnections(2) on node 1.
         notices: list[str] = []
@@ -373,9 +368,14 @@ def test_failover_spares_a_pooled_backend_handed_on_to_another_nodes_listen_of_t
             slonik.add_notice_handler(lambda d: notices.append(d.message_primary))
             slonik.execute(sql.SQL("select {}.terminatenodeconnections(2)").format(schema))
 
+        reason = (f"pid {pid} is the client backend that took the lock, but it took the lock row (node 3, conncnt {c3}) "
+                  f'of cluster "bed" (schema "_bed") after it, and slon takes one lock per connection: the session '
+                  "that took this one has ended (a session pooler such as pgbouncer handed its server connection on)")
         assert notices == [f"slony-nodelock: failover: did not signal the holder of the lock row (node 2, conncnt {c2}, "
                            f'pid {pid}) of cluster "bed" (schema "_bed"): {reason}'], notices
         assert node3.execute("select pg_catalog.pg_backend_pid()").fetchone() == (pid,)
+        assert before[0] == (2, c2, pid, "stale", reason), before
+        assert [row[:4] for row in before[1:]] == [(3, c3, pid, "live")], before
         assert [row[:4] for row in status_of(node, "_bed")] == [(3, c3, pid, "live")]
 
 

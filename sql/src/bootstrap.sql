@@ -1,15 +1,29 @@
 -- The schema, and the registry of applied migrations that decides which steps below still run.
 -- IF NOT EXISTS is how a re-run stays harmless; its "already exists, skipping" is noise here.
 SET LOCAL client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS plpython3u;
--- Made here, or found as the guard checked it (superusers' only): never taken over from another role.
+-- Made here, or found as the guard checked it (superusers' only): never taken over from another
+-- role. Two first installs at once: the second waits here for the first to commit, then finds the
+-- schema, checks it as the guard would, and waits for the registry's lock (see locks.sql).
 DO $schema$
+DECLARE
+    v_problem text;
 BEGIN
     IF pg_catalog.to_regnamespace('slony_nodelock') IS NULL THEN
-        CREATE SCHEMA slony_nodelock;
+        BEGIN
+            CREATE SCHEMA slony_nodelock;
+        EXCEPTION WHEN duplicate_schema OR unique_violation THEN
+            v_problem := @kit_schema_problem()@;
+            IF v_problem IS NOT NULL THEN
+                RAISE EXCEPTION 'slony-nodelock: %, made while this script ran; nothing changed. The kit runs what that schema holds as a superuser, so only superusers may own or change anything in it: find out who did; to start afresh, drop it as a superuser (DROP SCHEMA slony_nodelock CASCADE) and run the script again', v_problem;
+            END IF;
+            IF pg_catalog.to_regclass('slony_nodelock.migration') IS NOT NULL THEN
+                LOCK TABLE slony_nodelock.migration IN SHARE ROW EXCLUSIVE MODE;
+            END IF;
+        END;
     END IF;
 END
 $schema$;
+CREATE EXTENSION IF NOT EXISTS plpython3u;
 COMMENT ON SCHEMA slony_nodelock IS 'slony-nodelock: a cleanupNodelock() for Slony-I that is not fooled by PID reuse';
 GRANT USAGE ON SCHEMA slony_nodelock TO PUBLIC;
 

@@ -2,10 +2,12 @@
 -- is not free in time fails the script in one line naming who holds it (the same block opens
 -- install.sql and uninstall.sql; @LOCKS_FOR_UNINSTALL@ tells them apart).
 --
--- First, one install or uninstall at a time in a database: a second waits here, then finds the
--- kit installed; without it, two first installs collide on CREATE EXTENSION and CREATE SCHEMA.
+-- One install or uninstall at a time in a database: each locks the kit's registry of migrations,
+-- slony_nodelock.migration, in a mode that conflicts with itself (no role but a superuser may lock
+-- it: an advisory lock, which any role can take, would let any role hold the kit up). A first
+-- install, with no registry yet, waits for another one at CREATE SCHEMA instead (bootstrap.sql).
 --
--- Then Slony's tables, all at once (see the loop below): each
+-- With it, Slony's tables, all at once (see the loop below): each
 -- cluster's sl_nodelock (a schema owned by a superuser holding sl_node and sl_nodelock, as
 -- cluster_candidates() rules; from pg_catalog, since our functions may not exist yet; a look-alike
 -- is not locked, or its owner, who need not be a superuser, could hold the install up) and any
@@ -24,7 +26,6 @@
 DO $locks$
 DECLARE
     v_uninstall constant boolean := @LOCKS_FOR_UNINSTALL@;
-    v_key constant int8 := pg_catalog.hashtext('slony_nodelock install');
     v_db constant oid := (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database());
     v_exclusive boolean;
     v_mode text;
@@ -33,19 +34,6 @@ DECLARE
     v_table pg_catalog.regclass;
     v_deadline timestamptz;
 BEGIN
-    BEGIN
-        PERFORM pg_catalog.pg_advisory_xact_lock(v_key);
-    EXCEPTION WHEN lock_not_available THEN
-        SELECT pg_catalog.array_agg(DISTINCT l.pid ORDER BY l.pid) INTO v_holders
-          FROM pg_catalog.pg_locks l
-         WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
-           AND l.database = v_db AND l.classid = ((v_key >> 32) & 4294967295)::oid AND l.objid = (v_key & 4294967295)::oid AND l.objsubid = 1;
-        RAISE EXCEPTION 'slony-nodelock: another install or uninstall of slony-nodelock is running in database % (%); waited %; nothing changed; run the script again when it has finished',
-            pg_catalog.current_database(),
-            CASE pg_catalog.cardinality(v_holders) WHEN 0 THEN 'it has just finished' WHEN 1 THEN 'pid ' || v_holders[1]
-                 ELSE 'pids ' || pg_catalog.array_to_string(v_holders, ', ') END,
-            pg_catalog.current_setting('lock_timeout');
-    END;
     -- Nothing to uninstall: nothing to lock (uninstall.sql says so).
     IF v_uninstall AND pg_catalog.to_regnamespace('slony_nodelock') IS NULL THEN
         RETURN;
@@ -73,7 +61,7 @@ BEGIN
                                                                AND s.relname = 'sl_node' AND s.relkind = 'r'))
                                     OR EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid
                                                   AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate'))))
-                              OR (v_exclusive AND n.nspname = 'slony_nodelock'))
+                              OR (n.nspname = 'slony_nodelock' AND (v_exclusive OR c.relname = 'migration')))
                        ORDER BY n.nspname = 'slony_nodelock', n.nspname, c.relname);
     -- All or nothing, never one held while waiting for another: a slon cleanup of one cluster also
     -- reads the other clusters' sl_nodelock (record_is_current()), in its own order, so waiting on
@@ -99,14 +87,18 @@ BEGIN
           FROM (SELECT DISTINCT
                        CASE WHEN l.pid IS NULL
                             THEN pg_catalog.format('prepared transaction %L (end it with COMMIT PREPARED or ROLLBACK PREPARED)', p.gid)
-                            ELSE pg_catalog.format('pid %s (%s, %s)', l.pid,
+                            ELSE pg_catalog.format('pid %s (%s%s, %s)', l.pid,
                                      CASE WHEN a.application_name <> '' THEN a.application_name
                                           ELSE COALESCE(a.backend_type, 'a process') || ' with no application_name' END,
+                                     -- Whoever can hold the kit up without being a superuser is to be told.
+                                     CASE WHEN NOT r.rolsuper THEN pg_catalog.format(', role %s, which is not a superuser', pg_catalog.quote_ident(r.rolname))
+                                          ELSE '' END,
                                      CASE WHEN NOT l.granted THEN 'waiting for it too'
                                           ELSE 'in transaction since '
                                                || COALESCE(pg_catalog.date_trunc('second', a.xact_start)::text, 'an unknown time') END) END AS who
                   FROM pg_catalog.pg_locks l
                   LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+                  LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
                   LEFT JOIN pg_catalog.pg_prepared_xacts p
                          ON l.pid IS NULL AND p.transaction::text = pg_catalog.split_part(l.virtualtransaction, '/', 2)
                  WHERE l.locktype = 'relation' AND l.database = v_db AND l.relation = v_table

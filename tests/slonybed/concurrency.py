@@ -142,29 +142,30 @@ class TwoInstalls:
     waited: bool
 
 
-INSTALL_LOCK = "pg_catalog.hashtext('slony_nodelock install')"
-
-
 def install_twice_at_once(bed: SlonyBed, timeout: float = 180) -> TwoInstalls:
-    """Run sql/install.sql on node 1 from two psql sessions at once. The test holds the scripts'
-    own install lock until both wait for it, so that they are let go together (and it shows that
+    """Run sql/install.sql on node 1 from two psql sessions at once. The test holds the lock both
+    need first, on the cluster's sl_nodelock, until both are seen waiting for it (the scripts
+    retry NOWAIT, sleeping between tries), so that they are let go together (and it shows that
     they do wait: without the lock they would finish on their own)."""
     server = bed.node(1)
-    argv = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", server.conninfo(), "-f", str(INSTALL_SQL)]
+    argv = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", server.conninfo(application_name="twice"),
+            "-f", str(INSTALL_SQL)]
     runs: list[subprocess.Popen] = []
     waited = False
     try:
         with server.connect() as gate:
-            gate.execute(f"select pg_catalog.pg_advisory_lock({INSTALL_LOCK})")
-            runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                    for _ in range(2)]
-            deadline = time.monotonic() + 60
-            while not waited and time.monotonic() < deadline and all(r.poll() is None for r in runs):
-                waited = gate.execute(
-                    "select pg_catalog.count(*) = 2 from pg_catalog.pg_locks where locktype = 'advisory' "
-                    f"and not granted and objid = ({INSTALL_LOCK}::int8 & 4294967295)::oid").fetchone()[0]
-                time.sleep(0.02)
-            gate.execute(f"select pg_catalog.pg_advisory_unlock({INSTALL_LOCK})")
+            with gate.transaction():
+                gate.execute(f'lock table "_{bed.cluster_name}".sl_nodelock in share row exclusive mode')
+                runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                        for _ in range(2)]
+                deadline = time.monotonic() + 60
+                seen: set[int] = set()
+                while not waited and time.monotonic() < deadline and all(r.poll() is None for r in runs):
+                    seen |= {pid for (pid,) in server.query(
+                        "select pid from pg_catalog.pg_stat_activity where application_name = 'twice'"
+                        " and wait_event = 'PgSleep'")}
+                    waited = len(seen) == 2
+                    time.sleep(0.01)
         outputs = tuple(r.communicate(timeout=timeout)[0] for r in runs)
     finally:
         for r in runs:
