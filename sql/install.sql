@@ -869,11 +869,26 @@ def untrusted_text(plpy, expression, types=(), arguments=()):
 
 
 def quote_identifier(name):
-    """name as a quoted SQL identifier, quoted in Python: plpy.quote_ident() hands back Python's
-    UTF-8 bytes as if they were in the database's encoding, which names another schema (LATIN1)
-    or fails inside Python and leaves PL/Python unusable (WIN1252); query text from Python is
-    converted properly."""
-    return '"%s"' % name.replace('"', '""')
+    """name as a quoted SQL identifier written in ASCII only: PL/Python hands query text to the
+    server as Python's UTF-8 bytes, whatever the database's encoding, so a name with other
+    characters would name another schema (LATIN1) or fail and leave PL/Python unusable (WIN1252).
+    A U&"..." identifier spells them as code points, which PostgreSQL 13 and later convert to any
+    encoding."""
+    if all(" " <= ch <= "~" for ch in name):
+        return '"%s"' % name.replace('"', '""')
+    spelled = []
+    for ch in name:
+        if ch == "\\":
+            spelled.append("\\\\")
+        elif ch == '"':
+            spelled.append('""')
+        elif " " <= ch <= "~":
+            spelled.append(ch)
+        elif ord(ch) <= 0xFFFF:
+            spelled.append("\\%04X" % ord(ch))
+        else:
+            spelled.append("\\+%06X" % ord(ch))
+    return 'U&"%s"' % "".join(spelled)
 
 
 def fail(plpy, message, sqlstate):
@@ -1182,7 +1197,13 @@ def terminate(plpy, cache, cluster, failed_node):
         for row in locks:
             plpy.execute(kill, [row["nl_backendpid"]])
     elif len(locks) > 0:
-        judged, backends, records = _judged(plpy, plans, cluster, locks)[:3]
+        # Judged beside every other row of the cluster, read without locking them: a backend that
+        # a session pooler handed on may since have taken another node's row, which makes its
+        # row of the failed node stale (liveness.judge); only the failed node's rows are acted on.
+        taken = set((r["nl_nodeid"], r["nl_conncnt"]) for r in locks)
+        others = [r for r in plpy.execute(plans["locks"]) if (r["nl_nodeid"], r["nl_conncnt"]) not in taken]
+        judged, backends, records = _judged(plpy, plans, cluster, list(locks) + others)[:3]
+        judged = [j for j in judged if (j[0]["nl_nodeid"], j[0]["nl_conncnt"]) in taken]
         started = dict((b["pid"], b["backend_start"]) for b in backends)
         adopted = set((r["nl_nodeid"], r["nl_conncnt"]) for r in records if r["cluster"] == cluster and r["adopted"])
         # The last check and the signal in one statement, on activity read afresh: what was judged

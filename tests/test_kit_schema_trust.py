@@ -9,6 +9,7 @@ import pytest
 
 from slonybed.bed import INSTALL_SQL, UNINSTALL_SQL
 from test_install import add_stock_like_cluster, error_lines, server  # noqa: F401  (fixture)
+from conftest import bed  # noqa: F401  (fixture)
 
 REFUSAL_TAIL = ("; nothing changed. The kit runs what that schema holds as a superuser, so only superusers may own or "
                 "change anything in it, and whoever did this could gain superuser rights through it: find out who did; "
@@ -124,3 +125,36 @@ def test_no_role_but_a_superuser_reads_or_locks_the_kits_tables(server):  # noqa
     # The kit's checks stay open to monitoring.
     with server.connect(user="app") as app:
         assert app.execute("select slony_nodelock.assert_ok()").fetchall() == [(1,)]
+
+
+def test_beside_a_real_slonik_cluster_the_attackers_objects_gain_nothing(bed):
+    # Issue 19 with slonik's own cluster beside the attacker's objects: a plain role with CREATE
+    # on public (PostgreSQL 13/14's default) shapes public like a cluster with a function that
+    # escalates when a superuser runs it; install patches the real cluster only, and a later
+    # uninstall and every event trigger leave the role as it was.
+    bed.build_replicating()
+    node = bed.node(1)
+    node.query("create role mallory login; grant create on schema public to public")
+    with node.connect(user="mallory") as mallory:
+        mallory.execute("""
+            create table public.sl_node (no_id int4);
+            create table public.sl_nodelock (nl_nodeid int4, nl_conncnt int4, nl_backendpid int4);
+            create function public.slonyversion() returns text language plpgsql as $$
+            begin
+                if (select rolsuper from pg_roles where rolname = current_user) then
+                    execute 'alter role mallory superuser';
+                end if;
+                return '2.2.11';
+            end $$;
+        """)
+
+    output = bed.install_fix(1)
+
+    assert 'patched cluster "bed" (schema "_bed")' in output
+    # Why depends on the release: public belongs to pg_database_owner from PostgreSQL 15 on.
+    assert "NOTICE:  slony-nodelock: skipped schema public: it holds an sl_nodelock table, but " in output
+    node.query("create table scratch (); drop table scratch")  # the kit's event triggers fire
+    bed.cluster.assert_replicates(1, 2)
+    bed.uninstall_fix(1)
+    assert not is_superuser(node, "mallory")
+    assert node.query("select count(*) from pg_catalog.pg_trigger where tgrelid = 'public.sl_nodelock'::regclass") == [(0,)]
