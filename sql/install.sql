@@ -52,6 +52,15 @@ BEGIN
              UNION ALL SELECT 'statistics object', s.stxname, s.stxowner FROM pg_catalog.pg_statistic_ext s WHERE s.stxnamespace OPERATOR(pg_catalog.=) k.oid) o
        JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) o.owner
       WHERE NOT r.rolsuper ORDER BY o.kind, o.name LIMIT 1),
+    (SELECT pg_catalog.format('%s may %s slony_nodelock.%s', CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                                                   ELSE pg_catalog.quote_ident(g.rolname) END,
+                              pg_catalog.lower(a.privilege_type), pg_catalog.quote_ident(c.relname))
+       FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+       LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+      -- Reading aside: release 0.4.0 let PUBLIC read lock_identity, which install now revokes.
+      WHERE c.relnamespace OPERATOR(pg_catalog.=) k.oid AND a.privilege_type OPERATOR(pg_catalog.<>) 'SELECT'
+        AND NOT COALESCE(g.rolsuper, false)
+      ORDER BY c.relname, a.privilege_type LIMIT 1),
     (SELECT pg_catalog.format('%s %s on slony_nodelock.%s was not made by the kit', x.kind, pg_catalog.quote_ident(x.name), pg_catalog.quote_ident(c.relname))
        FROM (SELECT 'trigger' AS kind, t.tgname AS name, t.tgrelid AS rel FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal
              UNION ALL SELECT 'rule', w.rulename, w.ev_class FROM pg_catalog.pg_rewrite w
@@ -231,6 +240,15 @@ BEGIN
              UNION ALL SELECT 'statistics object', s.stxname, s.stxowner FROM pg_catalog.pg_statistic_ext s WHERE s.stxnamespace OPERATOR(pg_catalog.=) k.oid) o
        JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) o.owner
       WHERE NOT r.rolsuper ORDER BY o.kind, o.name LIMIT 1),
+    (SELECT pg_catalog.format('%s may %s slony_nodelock.%s', CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                                                   ELSE pg_catalog.quote_ident(g.rolname) END,
+                              pg_catalog.lower(a.privilege_type), pg_catalog.quote_ident(c.relname))
+       FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+       LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+      -- Reading aside: release 0.4.0 let PUBLIC read lock_identity, which install now revokes.
+      WHERE c.relnamespace OPERATOR(pg_catalog.=) k.oid AND a.privilege_type OPERATOR(pg_catalog.<>) 'SELECT'
+        AND NOT COALESCE(g.rolsuper, false)
+      ORDER BY c.relname, a.privilege_type LIMIT 1),
     (SELECT pg_catalog.format('%s %s on slony_nodelock.%s was not made by the kit', x.kind, pg_catalog.quote_ident(x.name), pg_catalog.quote_ident(c.relname))
        FROM (SELECT 'trigger' AS kind, t.tgname AS name, t.tgrelid AS rel FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal
              UNION ALL SELECT 'rule', w.rulename, w.ev_class FROM pg_catalog.pg_rewrite w
@@ -971,6 +989,13 @@ def _records(plpy, plans, cluster, pids):
             plpy.spiexceptions.UndefinedColumn, plpy.spiexceptions.UndefinedFunction,
             plpy.spiexceptions.InsufficientPrivilege) as missing:
         plans.pop("records", None)
+        if isinstance(missing, plpy.spiexceptions.InsufficientPrivilege):
+            plpy.warning(
+                "slony-nodelock: role %s may not read the kit's lock records, so the locks of %s are judged "
+                "without them: a row whose PID a backend named like slon's holds is kept (a NOTICE says so), every "
+                "other stale row is still removed; run cleanupNodelock() as a superuser, as slon does"
+                % (quoted(_current_user(plpy)), cluster_label(cluster)))
+            return []
         database = plans["database"]
         # install.sql recreates a function, or the whole schema; a table its migrations are
         # recorded as having made it does not, so then only uninstalling first helps.
@@ -1647,6 +1672,13 @@ BEGIN
 DECLARE
     v_copy record;
 BEGIN
+    -- Only a DROP that took one of this cluster's functions along concerns it; and asked first,
+    -- from the list of dropped objects alone, so that a role without access to the schema is told nothing.
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                    WHERE d.object_type = 'function' AND d.schema_name = %3$L AND NOT d.original
+                      AND d.address_names[2] IN ('cleanupnodelock', 'terminatenodeconnections')) THEN
+        RETURN;
+    END IF;
     IF pg_catalog.to_regclass(%1$L) IS NULL OR NOT EXISTS (
            SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
             WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.quote_ident(%3$L) OPERATOR(pg_catalog.||) '.slony_nodelock_slony_functions()')
@@ -2084,7 +2116,7 @@ BEGIN
           FROM pg_catalog.pg_event_trigger_ddl_commands() c
           JOIN pg_catalog.pg_proc p ON p.oid = c.objid
          WHERE c.object_type = 'function'
-           AND c.objid = slony_nodelock.patched_function_oid(c.schema_name, p.proname)
+           AND c.objid = slony_nodelock.patched_function_oid(c.schema_name::pg_catalog.name, p.proname)
     LOOP
         CONTINUE WHEN v_cmd.schema_name NOT IN (SELECT s FROM slony_nodelock.clusters() s);
         -- Slony's SQL creates terminateNodeConnections() long before cleanupNodelock(): a cluster
@@ -2428,6 +2460,15 @@ BEGIN
              UNION ALL SELECT 'statistics object', s.stxname, s.stxowner FROM pg_catalog.pg_statistic_ext s WHERE s.stxnamespace OPERATOR(pg_catalog.=) k.oid) o
        JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) o.owner
       WHERE NOT r.rolsuper ORDER BY o.kind, o.name LIMIT 1),
+    (SELECT pg_catalog.format('%s may %s slony_nodelock.%s', CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                                                   ELSE pg_catalog.quote_ident(g.rolname) END,
+                              pg_catalog.lower(a.privilege_type), pg_catalog.quote_ident(c.relname))
+       FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+       LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+      -- Reading aside: release 0.4.0 let PUBLIC read lock_identity, which install now revokes.
+      WHERE c.relnamespace OPERATOR(pg_catalog.=) k.oid AND a.privilege_type OPERATOR(pg_catalog.<>) 'SELECT'
+        AND NOT COALESCE(g.rolsuper, false)
+      ORDER BY c.relname, a.privilege_type LIMIT 1),
     (SELECT pg_catalog.format('%s %s on slony_nodelock.%s was not made by the kit', x.kind, pg_catalog.quote_ident(x.name), pg_catalog.quote_ident(c.relname))
        FROM (SELECT 'trigger' AS kind, t.tgname AS name, t.tgrelid AS rel FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal
              UNION ALL SELECT 'rule', w.rulename, w.ev_class FROM pg_catalog.pg_rewrite w
@@ -2550,6 +2591,32 @@ BEGIN
 END
 $event_triggers$;
 
+-- No role but a superuser may create in the kit's schema or write its tables, whatever default
+-- privileges a superuser has set (ALTER DEFAULT PRIVILEGES ... GRANT CREATE ON SCHEMAS, or ...
+-- ON TABLES): the kit runs what they hold as a superuser. Reading is for superusers too.
+DO $privileges$
+DECLARE
+    v_grant record;
+BEGIN
+    FOR v_grant IN
+        SELECT DISTINCT 'SCHEMA slony_nodelock' AS object,
+               CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(g.rolname) END AS grantee
+          FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
+          LEFT JOIN pg_catalog.pg_roles g ON g.oid = a.grantee
+         WHERE n.nspname = 'slony_nodelock' AND a.privilege_type <> 'USAGE' AND NOT COALESCE(g.rolsuper, false)
+        UNION
+        SELECT DISTINCT 'TABLE ' || c.oid::pg_catalog.regclass::text,
+               CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(g.rolname) END
+          FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+          LEFT JOIN pg_catalog.pg_roles g ON g.oid = a.grantee
+         WHERE c.relnamespace = 'slony_nodelock'::pg_catalog.regnamespace AND c.relkind IN ('r', 'S')
+           AND NOT COALESCE(g.rolsuper, false)
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', v_grant.object, v_grant.grantee);
+    END LOOP;
+    GRANT USAGE ON SCHEMA slony_nodelock TO PUBLIC;
+END
+$privileges$;
 -- Patch every Slony cluster schema in this database, then commit all of it at once.
 SELECT slony_nodelock.patch_all_clusters() AS patched \gset
 COMMIT;

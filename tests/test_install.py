@@ -294,6 +294,9 @@ def test_a_role_that_cannot_see_the_holder_keeps_the_row_and_says_why(server):
         # A PID that is no process at all is stale whatever the role may see.
         assert server.query("select nl_backendpid from _c1.sl_nodelock") == [(holder_pid,)]
         assert notices == [
+            'slony-nodelock: role "bob" may not read the kit\'s lock records, so the locks of cluster "c1" (schema '
+            '"_c1") are judged without them: a row whose PID a backend named like slon\'s holds is kept (a NOTICE says '
+            "so), every other stale row is still removed; run cleanupNodelock() as a superuser, as slon does",
             removal("_c1", 2, 0, stale, no_process(stale)),
             kept("_c1", 1, 0, holder_pid) + f"pid {holder_pid} is a backend, but pg_stat_activity hides its type and "
             'start time from role "bob" (GRANT pg_read_all_stats TO "bob", or run the cleanup as a superuser, as slon '

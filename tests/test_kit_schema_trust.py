@@ -158,3 +158,38 @@ def test_beside_a_real_slonik_cluster_the_attackers_objects_gain_nothing(bed):
     bed.uninstall_fix(1)
     assert not is_superuser(node, "mallory")
     assert node.query("select count(*) from pg_catalog.pg_trigger where tgrelid = 'public.sl_nodelock'::regclass") == [(0,)]
+
+
+def test_default_privileges_give_no_role_a_way_into_the_kits_schema_or_tables(server):  # noqa: F811
+    # A third review: ALTER DEFAULT PRIVILEGES (a common one-liner) gave app write access to the
+    # kit's tables (uninstall then ran what app wrote into stock_function) and CREATE on its
+    # schema (an overload of a kit function, called by an event trigger as a superuser).
+    add_stock_like_cluster(server, "_c1")
+    server.query("create role app login;"
+                 "alter default privileges grant select, insert, update, delete on tables to app;"
+                 "alter default privileges grant create on schemas to app")
+
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+
+    assert server.query("select pg_catalog.has_schema_privilege('app', 'slony_nodelock', 'CREATE')") == [(False,)]
+    assert server.query("select c.relname from pg_catalog.pg_class c where c.relnamespace = 'slony_nodelock'::regnamespace"
+                        " and c.relkind = 'r' and (pg_catalog.has_table_privilege('app', c.oid, 'UPDATE')"
+                        " or pg_catalog.has_table_privilege('app', c.oid, 'SELECT'))") == []
+    assert server.query("select slony_nodelock.assert_ok()") == [(1,)]
+    # A write grant given later is named, and stops uninstall before it runs anything saved.
+    server.query("grant update on slony_nodelock.stock_function to app")
+    with pytest.raises(Exception, match="app may update slony_nodelock.stock_function"):
+        server.query("select slony_nodelock.assert_ok()")
+    result = server.psql_file(UNINSTALL_SQL)
+    assert result.returncode != 0 and "app may update slony_nodelock.stock_function; nothing changed" in result.stderr
+
+
+def test_a_drop_by_a_role_that_cannot_see_a_cluster_gets_no_word_from_its_keeper(server):  # noqa: F811
+    add_stock_like_cluster(server, "_c1")  # no USAGE for PUBLIC, unlike Slony's own schemas
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    server.query("create role app login")
+    with server.connect(user="app") as app:
+        seen: list[str] = []
+        app.add_notice_handler(lambda d: seen.append(d.message_primary))
+        app.execute("create temp table scratch (); drop table scratch")
+    assert seen == []

@@ -194,6 +194,13 @@ def _records(plpy, plans, cluster, pids):
             plpy.spiexceptions.UndefinedColumn, plpy.spiexceptions.UndefinedFunction,
             plpy.spiexceptions.InsufficientPrivilege) as missing:
         plans.pop("records", None)
+        if isinstance(missing, plpy.spiexceptions.InsufficientPrivilege):
+            plpy.warning(
+                "slony-nodelock: role %s may not read the kit's lock records, so the locks of %s are judged "
+                "without them: a row whose PID a backend named like slon's holds is kept (a NOTICE says so), every "
+                "other stale row is still removed; run cleanupNodelock() as a superuser, as slon does"
+                % (quoted(_current_user(plpy)), cluster_label(cluster)))
+            return []
         database = plans["database"]
         # install.sql recreates a function, or the whole schema; a table its migrations are
         # recorded as having made it does not, so then only uninstalling first helps.

@@ -23,6 +23,15 @@
              UNION ALL SELECT 'statistics object', s.stxname, s.stxowner FROM pg_catalog.pg_statistic_ext s WHERE s.stxnamespace OPERATOR(pg_catalog.=) k.oid) o
        JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) o.owner
       WHERE NOT r.rolsuper ORDER BY o.kind, o.name LIMIT 1),
+    (SELECT pg_catalog.format('%s may %s slony_nodelock.%s', CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                                                   ELSE pg_catalog.quote_ident(g.rolname) END,
+                              pg_catalog.lower(a.privilege_type), pg_catalog.quote_ident(c.relname))
+       FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+       LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+      -- Reading aside: release 0.4.0 let PUBLIC read lock_identity, which install now revokes.
+      WHERE c.relnamespace OPERATOR(pg_catalog.=) k.oid AND a.privilege_type OPERATOR(pg_catalog.<>) 'SELECT'
+        AND NOT COALESCE(g.rolsuper, false)
+      ORDER BY c.relname, a.privilege_type LIMIT 1),
     (SELECT pg_catalog.format('%s %s on slony_nodelock.%s was not made by the kit', x.kind, pg_catalog.quote_ident(x.name), pg_catalog.quote_ident(c.relname))
        FROM (SELECT 'trigger' AS kind, t.tgname AS name, t.tgrelid AS rel FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal
              UNION ALL SELECT 'rule', w.rulename, w.ev_class FROM pg_catalog.pg_rewrite w

@@ -54,6 +54,13 @@ BEGIN
 DECLARE
     v_copy record;
 BEGIN
+    -- Only a DROP that took one of this cluster's functions along concerns it; and asked first,
+    -- from the list of dropped objects alone, so that a role without access to the schema is told nothing.
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                    WHERE d.object_type = 'function' AND d.schema_name = %3$L AND NOT d.original
+                      AND d.address_names[2] IN ('cleanupnodelock', 'terminatenodeconnections')) THEN
+        RETURN;
+    END IF;
     IF pg_catalog.to_regclass(%1$L) IS NULL OR NOT EXISTS (
            SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
             WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.quote_ident(%3$L) OPERATOR(pg_catalog.||) '.slony_nodelock_slony_functions()')

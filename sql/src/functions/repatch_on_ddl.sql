@@ -24,7 +24,7 @@ BEGIN
           FROM pg_catalog.pg_event_trigger_ddl_commands() c
           JOIN pg_catalog.pg_proc p ON p.oid = c.objid
          WHERE c.object_type = 'function'
-           AND c.objid = slony_nodelock.patched_function_oid(c.schema_name, p.proname)
+           AND c.objid = slony_nodelock.patched_function_oid(c.schema_name::pg_catalog.name, p.proname)
     LOOP
         CONTINUE WHEN v_cmd.schema_name NOT IN (SELECT s FROM slony_nodelock.clusters() s);
         -- Slony's SQL creates terminateNodeConnections() long before cleanupNodelock(): a cluster
