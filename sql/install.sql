@@ -149,8 +149,11 @@ BEGIN
                                AND ((o.rolsuper AND (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = c.relowner)
                                      AND EXISTS (SELECT FROM pg_catalog.pg_class s WHERE s.relnamespace = n.oid
                                                                AND s.relname = 'sl_node' AND s.relkind = 'r'))
+                                    -- Our triggers by their function, not their name, which any
+                                    -- table owner can give a trigger of its own.
                                     OR EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid
-                                                  AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate'))))
+                                                  AND t.tgfoid IN (pg_catalog.to_regprocedure('slony_nodelock.track_lock_identity()'),
+                                                                   pg_catalog.to_regprocedure('slony_nodelock.forget_truncated_locks()')))))
                               OR (n.nspname = 'slony_nodelock' AND (v_exclusive OR c.relname = 'migration')))
                        ORDER BY n.nspname = 'slony_nodelock', n.nspname, c.relname);
     -- All or nothing, never one held while waiting for another: a slon cleanup of one cluster also
@@ -1515,8 +1518,16 @@ DECLARE
 BEGIN
     -- Schemas first, with no word: one the kit knows is forgotten; any other has nothing to forget.
     BEGIN
+        -- Only a schema that held something of the kit's (its triggers, its functions): any role
+        -- may drop a schema of its own, and touching our tables for it would let that role hold
+        -- them locked (and uninstall and upgrades up) for as long as its transaction lasts.
         FOR v_dropped IN SELECT d.object_name FROM pg_catalog.pg_event_trigger_dropped_objects() d
-                          WHERE d.object_type = 'schema' LOOP
+                          WHERE d.object_type = 'schema' AND EXISTS (
+                                SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() k
+                                 WHERE k.schema_name = d.object_name
+                                   AND ((k.object_type = 'trigger' AND k.object_identity LIKE 'slony\_nodelock\_%')
+                                        OR (k.object_type = 'function' AND k.address_names[2] IN
+                                            ('cleanupnodelock', 'terminatenodeconnections', 'slony_nodelock_keeper', 'slony_nodelock_slony_functions')))) LOOP
             DELETE FROM slony_nodelock.stock_function WHERE cluster_schema = v_dropped.object_name;
             DELETE FROM slony_nodelock.repatch_log WHERE cluster_schema = v_dropped.object_name;
             DELETE FROM slony_nodelock.lock_identity WHERE cluster_schema = v_dropped.object_name;
@@ -1527,7 +1538,10 @@ BEGIN
     FOR v_dropped IN
         SELECT d.object_type, d.object_name, d.schema_name, d.original, d.address_names[2] AS function_name
           FROM pg_catalog.pg_event_trigger_dropped_objects() d
-         WHERE (d.object_type = 'table' AND d.object_name = 'sl_nodelock')
+         WHERE (d.object_type = 'table' AND d.object_name = 'sl_nodelock' AND NOT d.is_temporary
+                AND EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() k
+                             WHERE k.schema_name = d.schema_name AND k.object_type = 'trigger'
+                               AND k.object_identity LIKE 'slony\_nodelock\_%'))
             OR (d.object_type = 'function' AND (d.address_names[2], pg_catalog.array_to_string(d.address_args, ','))
                 -- address_args spells types as format_type() does: integer, not int4
                 IN (SELECT f.function_name::text,

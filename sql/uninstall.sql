@@ -78,8 +78,11 @@ BEGIN
                                AND ((o.rolsuper AND (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = c.relowner)
                                      AND EXISTS (SELECT FROM pg_catalog.pg_class s WHERE s.relnamespace = n.oid
                                                                AND s.relname = 'sl_node' AND s.relkind = 'r'))
+                                    -- Our triggers by their function, not their name, which any
+                                    -- table owner can give a trigger of its own.
                                     OR EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid
-                                                  AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate'))))
+                                                  AND t.tgfoid IN (pg_catalog.to_regprocedure('slony_nodelock.track_lock_identity()'),
+                                                                   pg_catalog.to_regprocedure('slony_nodelock.forget_truncated_locks()')))))
                               OR (n.nspname = 'slony_nodelock' AND (v_exclusive OR c.relname = 'migration')))
                        ORDER BY n.nspname = 'slony_nodelock', n.nspname, c.relname);
     -- All or nothing, never one held while waiting for another: a slon cleanup of one cluster also
@@ -137,6 +140,7 @@ DECLARE
     v_comment text;
     v_named boolean;
     v_table regclass;
+    v_trigger record;
     v_kit boolean;
     v_kept boolean;
     v_problem text;
@@ -278,10 +282,12 @@ BEGIN
         EXECUTE pg_catalog.format('DROP FUNCTION %s CASCADE', v_ours.fn);
     END LOOP;
     SET LOCAL client_min_messages = notice;
-    FOR v_table IN SELECT DISTINCT t.tgrelid::pg_catalog.regclass FROM pg_catalog.pg_trigger t
-                    WHERE t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate') LOOP
-        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS slony_nodelock_identity ON %s', v_table);
-        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS slony_nodelock_truncate ON %s', v_table);
+    -- Our triggers, known by their function: a trigger of another role's that bears the name is
+    -- not ours to drop.
+    FOR v_trigger IN SELECT t.tgname, t.tgrelid::pg_catalog.regclass AS rel FROM pg_catalog.pg_trigger t
+                      WHERE t.tgfoid IN (pg_catalog.to_regprocedure('slony_nodelock.track_lock_identity()'),
+                                         pg_catalog.to_regprocedure('slony_nodelock.forget_truncated_locks()')) LOOP
+        EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', v_trigger.tgname, v_trigger.rel);
     END LOOP;
     SET LOCAL client_min_messages = warning;  -- not the list of what CASCADE takes with it
     DROP SCHEMA IF EXISTS slony_nodelock CASCADE;

@@ -193,3 +193,31 @@ def test_a_drop_by_a_role_that_cannot_see_a_cluster_gets_no_word_from_its_keeper
         app.add_notice_handler(lambda d: seen.append(d.message_primary))
         app.execute("create temp table scratch (); drop table scratch")
     assert seen == []
+
+
+def test_a_role_can_neither_hold_the_kit_up_nor_lose_a_trigger_to_it_by_naming_things_like_it(server):  # noqa: F811
+    # A third review: a plain role's own sl_nodelock (a temporary one here) with a trigger named
+    # like the kit's was locked by install and uninstall (so held them up) and lost its trigger to
+    # uninstall; dropping its own sl_nodelock made the kit's drop trigger write the kit's tables in
+    # that role's transaction, holding uninstall and upgrades up as long as it liked.
+    add_stock_like_cluster(server, "_c1")
+    assert server.psql_file(INSTALL_SQL).returncode == 0
+    server.query("create role app login; create schema app_s authorization app")
+    with server.connect(user="app") as app:
+        app.execute("""
+            create function app_s.noop() returns trigger language plpgsql as 'begin return null; end';
+            create table app_s.sl_nodelock (nl_nodeid int4, nl_conncnt int4, nl_backendpid int4);
+            create trigger slony_nodelock_identity after insert on app_s.sl_nodelock
+                for each row execute function app_s.noop();
+            create temp table sl_nodelock (nl_nodeid int4, nl_conncnt int4, nl_backendpid int4);
+            create trigger slony_nodelock_identity after insert on pg_temp.sl_nodelock
+                for each row execute function app_s.noop();
+        """)
+        app.execute("begin; insert into app_s.sl_nodelock values (1, 0, 1); insert into pg_temp.sl_nodelock values (1, 0, 1)")
+        assert server.psql_file(INSTALL_SQL).returncode == 0
+        app.execute("rollback")
+        app.execute("begin; drop table pg_temp.sl_nodelock")  # left open
+        result = server.psql_file(UNINSTALL_SQL)
+        assert result.returncode == 0, result.stderr
+        app.execute("rollback")
+    assert server.query("select count(*) from pg_catalog.pg_trigger where tgrelid = 'app_s.sl_nodelock'::regclass") == [(1,)]

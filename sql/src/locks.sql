@@ -59,8 +59,11 @@ BEGIN
                                AND ((o.rolsuper AND (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = c.relowner)
                                      AND EXISTS (SELECT FROM pg_catalog.pg_class s WHERE s.relnamespace = n.oid
                                                                AND s.relname = 'sl_node' AND s.relkind = 'r'))
+                                    -- Our triggers by their function, not their name, which any
+                                    -- table owner can give a trigger of its own.
                                     OR EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid
-                                                  AND t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate'))))
+                                                  AND t.tgfoid IN (pg_catalog.to_regprocedure('slony_nodelock.track_lock_identity()'),
+                                                                   pg_catalog.to_regprocedure('slony_nodelock.forget_truncated_locks()')))))
                               OR (n.nspname = 'slony_nodelock' AND (v_exclusive OR c.relname = 'migration')))
                        ORDER BY n.nspname = 'slony_nodelock', n.nspname, c.relname);
     -- All or nothing, never one held while waiting for another: a slon cleanup of one cluster also

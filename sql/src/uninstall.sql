@@ -22,6 +22,7 @@ DECLARE
     v_comment text;
     v_named boolean;
     v_table regclass;
+    v_trigger record;
     v_kit boolean;
     v_kept boolean;
     v_problem text;
@@ -114,10 +115,12 @@ BEGIN
         EXECUTE pg_catalog.format('DROP FUNCTION %s CASCADE', v_ours.fn);
     END LOOP;
     SET LOCAL client_min_messages = notice;
-    FOR v_table IN SELECT DISTINCT t.tgrelid::pg_catalog.regclass FROM pg_catalog.pg_trigger t
-                    WHERE t.tgname IN ('slony_nodelock_identity', 'slony_nodelock_truncate') LOOP
-        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS slony_nodelock_identity ON %s', v_table);
-        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS slony_nodelock_truncate ON %s', v_table);
+    -- Our triggers, known by their function: a trigger of another role's that bears the name is
+    -- not ours to drop.
+    FOR v_trigger IN SELECT t.tgname, t.tgrelid::pg_catalog.regclass AS rel FROM pg_catalog.pg_trigger t
+                      WHERE t.tgfoid IN (pg_catalog.to_regprocedure('slony_nodelock.track_lock_identity()'),
+                                         pg_catalog.to_regprocedure('slony_nodelock.forget_truncated_locks()')) LOOP
+        EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', v_trigger.tgname, v_trigger.rel);
     END LOOP;
     SET LOCAL client_min_messages = warning;  -- not the list of what CASCADE takes with it
     DROP SCHEMA IF EXISTS slony_nodelock CASCADE;
