@@ -190,17 +190,19 @@ class PostgresServer:
                               (backend_type,))
         return pid
 
-    def psql_file(self, path: Path, *, user: str = "postgres", cwd: Path = Path("/")) -> subprocess.CompletedProcess:
+    def psql_file(self, path: Path, *, user: str = "postgres", cwd: Path = Path("/"),
+                  timeout: float = 120) -> subprocess.CompletedProcess:
         """Run a script the way an operator does: psql -v ON_ERROR_STOP=1 -d DB -f PATH.
-        psql runs as us (the repository need not be readable by the postgres user)."""
-        return self.psql_file_in(path, DATABASE, user=user, cwd=cwd)
+        psql runs as us (the repository need not be readable by the postgres user). Past timeout
+        seconds psql is killed and subprocess.TimeoutExpired raised."""
+        return self.psql_file_in(path, DATABASE, user=user, cwd=cwd, timeout=timeout)
 
     def psql_file_in(self, path: Path, dbname: str, *, user: str = "postgres",
-                     cwd: Path = Path("/")) -> subprocess.CompletedProcess:
+                     cwd: Path = Path("/"), timeout: float = 120) -> subprocess.CompletedProcess:
         """psql_file against another database of this server."""
         return subprocess.run(
             ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", self.conninfo(dbname=dbname, user=user), "-f", str(path)],
-            cwd=cwd, capture_output=True, text=True, timeout=120,
+            cwd=cwd, capture_output=True, text=True, timeout=timeout,
         )
 
     def _pg_ctl(self, *args: str) -> None:
