@@ -574,3 +574,11 @@ def test_of_two_rows_one_backend_took_the_earlier_one_is_stale_even_under_the_sa
                              "that took this one has ended (a session pooler such as pgbouncer handed its server "
                              "connection on)"),
             (liveness.LIVE, "pid 2225 is the client backend that took the lock")]
+
+
+@pytest.mark.parametrize("epoch_microseconds", [2**62, -2**62, 253_402_300_800_000_000])
+def test_a_start_time_past_pythons_calendar_still_gets_a_message(epoch_microseconds):
+    # PostgreSQL's timestamps reach the year 294276 and Python's datetime only 9999: an exception
+    # here would stop the cleanup that slon runs at start.
+    assert liveness.moment(epoch_microseconds) == "%d microseconds after 1970-01-01 00:00:00 UTC" % epoch_microseconds
+    assert liveness.moment(epoch_microseconds, precise=False).endswith(" UTC")

@@ -43,7 +43,12 @@ def moment(epoch_microseconds, precise=True):
     midnight, and microseconds when precise, because two backends' start times can differ by less
     than a second. Without precise, to the second: /proc gives a process's start in clock ticks."""
     import datetime
-    at = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=epoch_microseconds)
+    try:
+        at = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=epoch_microseconds)
+    except OverflowError:
+        # PostgreSQL's timestamps reach the year 294276, Python's only 9999: a clock set that far
+        # must still get its message, never an exception that stops slon's cleanup.
+        return "%d microseconds after 1970-01-01 00:00:00 UTC" % epoch_microseconds
     return at.strftime("%Y-%m-%d %H:%M:%S.%f UTC" if precise else "%Y-%m-%d %H:%M:%S UTC")
 
 
