@@ -449,7 +449,10 @@ def test_rows_with_a_matching_record_or_a_stale_verdict_are_never_adopted():
     holder = backend(application_name="slon.local_listen")
 
     assert not liveness.adoptable(row, identity_of(row), holder, liveness.LIVE)
-    assert not liveness.adoptable(row, None, None, liveness.STALE)
+    # A holder that would be adopted, but for the verdict: only UNSURE rows are adopted.
+    assert liveness.adoptable(row, None, holder, liveness.UNSURE)
+    assert not liveness.adoptable(row, None, holder, liveness.STALE)
+    assert not liveness.adoptable(row, None, holder, liveness.LIVE)
     hidden = backend(datid=None, datname=None, backend_type=None, application_name="slon.local_listen", backend_start=None)
     assert not liveness.adoptable(row, None, hidden, liveness.UNSURE)
 
